@@ -1,0 +1,57 @@
+"""The op table's kernel half: for each op, a ``prepare`` that binds a kernel to one node.
+
+``prepare(attrs, in_types, out_types, consts)`` runs once per plan (one set of concrete
+shapes). ``attrs`` has every default filled in; ``in_types``/``out_types`` are static;
+``consts[i]`` is the value of input i when it is a graph constant, else None, so weights can be
+repacked once here. It returns a ``Prepared``: a ``run(ins, outs, scratch)`` that writes
+every output in place into preallocated arrays of exactly ``out_types``' shapes, plus the
+scratch buffers it wants. Outputs never alias inputs. ``run`` must be safe to call from several
+threads at once with different buffers (keep no mutable state in the closure).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from engine.errors import UnsupportedOpError
+from engine.ir.graph import TensorType
+
+__all__ = ["Prepared", "PrepareFn", "RunFn", "BINDINGS", "bind", "binding_for"]
+
+RunFn = Callable[[Sequence[np.ndarray], Sequence[np.ndarray], Sequence[np.ndarray]], None]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    run: RunFn
+    scratch: tuple[tuple[tuple[int, ...], str], ...] = ()  # (shape, dtype) of each scratch buffer
+
+
+PrepareFn = Callable[
+    [Mapping[str, Any], Sequence[TensorType], Sequence[TensorType], Sequence[np.ndarray | None]],
+    Prepared,
+]
+
+BINDINGS: dict[str, PrepareFn] = {}
+
+
+def bind(*ops: str) -> Callable[[PrepareFn], PrepareFn]:
+    def deco(fn: PrepareFn) -> PrepareFn:
+        for op in ops:
+            if op in BINDINGS:
+                raise RuntimeError(f"op {op} bound twice")
+            BINDINGS[op] = fn
+        return fn
+
+    return deco
+
+
+def binding_for(op: str) -> PrepareFn:
+    try:
+        return BINDINGS[op]
+    except KeyError:
+        raise UnsupportedOpError(f"op {op!r} has no kernel") from None

@@ -1,0 +1,14 @@
+"""Every op's kernel binding, one module per family; ``load_all()`` fills ``BINDINGS``."""
+
+from __future__ import annotations
+
+import importlib
+
+__all__ = ["FAMILIES", "load_all"]
+
+FAMILIES = ("conv", "elementwise", "linalg", "normalization", "recurrent", "reduce", "shape")
+
+
+def load_all() -> None:
+    for family in FAMILIES:
+        importlib.import_module(f"engine.executor.bindings.{family}")

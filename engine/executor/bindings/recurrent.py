@@ -1,0 +1,1 @@
+"""Kernel bindings: recurrent family."""

@@ -1,0 +1,11 @@
+"""Every op schema, one module per family; importing this package fills ``SCHEMAS``."""
+
+from engine.ir.schemas import (  # noqa: F401  (imported for registration)
+    conv,
+    elementwise,
+    linalg,
+    normalization,
+    recurrent,
+    reduce,
+    shape,
+)

@@ -1,0 +1,27 @@
+"""Batch normalization (inference) and layer normalization."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from engine.ir.graph import TensorType
+from engine.ir.schema import normalize_axis, register
+from engine.ir.schemas._common import same_dim
+
+
+@register("BatchNorm", inputs=5, attrs={"epsilon": 1e-3, "axis": -1},
+          doc="x, gamma, beta, moving_mean, moving_var; normalizes along `axis` (channels)")
+def _batchnorm(ins: Sequence[TensorType], a: Mapping[str, Any]) -> list[TensorType]:
+    x = ins[0]
+    axis = normalize_axis(a["axis"], x.rank)
+    for i, p in enumerate(ins[1:], 1):
+        same_dim(f"BatchNorm parameter {i} length vs channels", p.shape[0], x.shape[axis])
+    return [x]
+
+
+@register("LayerNorm", inputs=(2, 3), attrs={"epsilon": 1e-5, "axis": -1},
+          doc="x, gamma, optional beta; normalizes over the axes from `axis` to the end")
+def _layernorm(ins: Sequence[TensorType], a: Mapping[str, Any]) -> list[TensorType]:
+    normalize_axis(a["axis"], ins[0].rank)
+    return [ins[0]]

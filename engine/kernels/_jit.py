@@ -1,0 +1,50 @@
+"""The one place that configures numba: cache directory, threading layer, decorators.
+
+Every kernel module decorates with ``jit`` (serial) or ``pjit`` (``prange`` inside).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numba
+
+__all__ = ["jit", "pjit", "cache_dir", "VERSION"]
+
+VERSION = "0.1.0"
+
+
+def cache_dir() -> Path:
+    """Writable, versioned directory for numba's compiled kernels.
+
+    ``NUMBASERVE_CACHE_DIR`` wins; otherwise under the user's cache dir, keyed by our version
+    and numba's, so an upgrade never loads stale machine code.
+    """
+    base = os.environ.get("NUMBASERVE_CACHE_DIR")
+    if base:
+        root = Path(base)
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        root = Path(xdg) / "numbaserve"
+    return root / f"{VERSION}-numba{numba.__version__}"
+
+
+_dir = cache_dir()
+_dir.mkdir(parents=True, exist_ok=True)
+numba.config.CACHE_DIR = str(_dir)
+# The workqueue layer aborts under concurrent calls and TBB is not always installable:
+# GNU OpenMP is thread safe and ships with every Linux toolchain.
+numba.config.THREADING_LAYER = os.environ.get("NUMBA_THREADING_LAYER", "omp")
+
+
+def jit(*args: Any, **kwargs: Any) -> Any:
+    kwargs.setdefault("cache", True)
+    kwargs.setdefault("nogil", True)
+    return numba.njit(*args, **kwargs)
+
+
+def pjit(*args: Any, **kwargs: Any) -> Any:
+    kwargs.setdefault("parallel", True)
+    return jit(*args, **kwargs)
