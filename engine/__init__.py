@@ -1,0 +1,24 @@
+"""numbaserve's engine: load a saved model and run it on the CPU with numba kernels."""
+
+from engine import errors
+from engine.ir import Graph, Node, TensorType
+from engine.loader import compile_graph, load, save
+from engine.model import DEFAULT_SIGNATURE, Model, Signature, TensorSpec
+from engine.warm import warm
+
+__all__ = [
+    "DEFAULT_SIGNATURE",
+    "Graph",
+    "Model",
+    "Node",
+    "Signature",
+    "TensorSpec",
+    "TensorType",
+    "compile_graph",
+    "errors",
+    "load",
+    "save",
+    "warm",
+]
+
+__version__ = "0.1.0"

@@ -38,7 +38,9 @@ def infer_types(graph: Graph, input_types: Mapping[str, TensorType] | None = Non
             hi = "any" if schema.max_inputs < 0 else schema.max_inputs
             raise GraphError(f"{where}: takes {schema.min_inputs}..{hi} inputs, got {n_in}")
         if len(node.outputs) != schema.num_outputs:
-            raise GraphError(f"{where}: has {schema.num_outputs} output(s), got {len(node.outputs)}")
+            raise GraphError(
+                f"{where}: has {schema.num_outputs} output(s), got {len(node.outputs)}"
+            )
         in_types = []
         for name in node.inputs:
             if name not in types:

@@ -71,7 +71,8 @@ def _pool(ins: Sequence[TensorType], a: Mapping[str, Any]) -> list[TensorType]:
     kh, kw = a["pool_size"]
     sh, sw = a["strides"]
     pt, pb, pl, pr = a["pads"]
-    return [TensorType(x.dtype, (n, out_dim(h, kh, sh, 1, pt, pb), out_dim(w, kw, sw, 1, pl, pr), c))]
+    oh, ow = out_dim(h, kh, sh, 1, pt, pb), out_dim(w, kw, sw, 1, pl, pr)
+    return [TensorType(x.dtype, (n, oh, ow, c))]
 
 
 register("MaxPool2D", inputs=1, attrs=_POOL_ATTRS, doc="NHWC max pooling")(_pool)

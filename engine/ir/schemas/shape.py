@@ -88,7 +88,9 @@ def _concat(ins: Sequence[TensorType], a: Mapping[str, Any]) -> list[TensorType]
             raise ShapeError(f"Concat inputs differ in rank: {first.shape} vs {t.shape}")
         for i, (p, q) in enumerate(zip(first.shape, t.shape, strict=True)):
             if i != axis and p is not None and q is not None and p != q:
-                raise ShapeError(f"Concat inputs differ off axis {axis}: {first.shape} vs {t.shape}")
+                raise ShapeError(
+                    f"Concat inputs differ off axis {axis}: {first.shape} vs {t.shape}"
+                )
         d = t.shape[axis]
         total = None if total is None or d is None else total + d
     shape = list(first.shape)

@@ -1,0 +1,117 @@
+"""Compile every kernel ahead of time (``numbaserve warm``), filling numba's on-disk cache.
+
+Each op runs once on a small example of every dtype/layout the bindings specialize on, so a
+server started afterwards loads machine code instead of compiling on its first request.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from engine.executor import build_plan
+from engine.ir import SCHEMAS, Graph, Node, TensorType, verify
+
+__all__ = ["EXAMPLES", "warm"]
+
+F = "float32"
+# op -> list of (inputs as (shape, dtype, is_constant), attrs)
+Example = tuple[list[tuple[tuple[int, ...], str, bool]], dict[str, Any]]
+_ACTS = ("linear", "relu", "relu6", "sigmoid", "tanh", "leaky_relu", "gelu", "gelu_tanh")
+
+EXAMPLES: dict[str, list[Example]] = {
+    "Conv2D": [
+        ([((2, 8, 8, 4), F, False), ((3, 3, 4, 8), F, True), ((8,), F, True)],
+         {"pads": (1, 1, 1, 1), "activation": a}) for a in _ACTS
+    ] + [
+        ([((2, 8, 8, 4), F, False), ((1, 1, 4, 8), F, True)], {}),
+        ([((2, 8, 8, 4), F, False), ((3, 3, 1, 4), F, True), ((4,), F, True)],
+         {"groups": 4, "strides": (2, 2), "pads": (1, 1, 1, 1), "activation": "relu6"}),
+        ([((2, 8, 8, 4), F, False), ((3, 3, 2, 8), F, True)], {"groups": 2,
+                                                               "dilations": (2, 2)}),
+    ],
+    "MaxPool2D": [([((2, 8, 8, 4), F, False)], {"pool_size": (2, 2), "strides": (2, 2)}),
+                  ([((2, 8, 8, 4), F, False)], {"pool_size": (3, 3), "strides": (1, 1),
+                                                 "pads": (1, 1, 1, 1)})],
+    "AvgPool2D": [([((2, 8, 8, 4), F, False)], {"pool_size": (2, 2), "strides": (2, 2)}),
+                  ([((2, 8, 8, 4), F, False)], {"pool_size": (3, 3), "strides": (1, 1),
+                                                 "pads": (1, 1, 1, 1),
+                                                 "count_include_pad": True})],
+    "GlobalAvgPool2D": [([((2, 4, 4, 8), F, False)], {})],
+    "GlobalMaxPool2D": [([((2, 4, 4, 8), F, False)], {})],
+    "Dense": [([((2, 8), F, False), ((8, 4), F, True), ((4,), F, True)], {"activation": a})
+              for a in _ACTS] + [([((2, 3, 8), F, False), ((8, 4), F, True)], {})],
+    "MatMul": [([((2, 3, 4), F, False), ((4, 5), F, True)], {}),
+               ([((2, 2, 3, 4), F, False), ((2, 2, 4, 3), F, False)], {})],
+    "Softmax": [([((2, 3, 8), F, False)], {"axis": -1}), ([((2, 3, 8), F, False)], {"axis": 1})],
+    "BatchNorm": [([((2, 4, 4, 8), F, False)] + [((8,), F, True)] * 4, {})],
+    "LayerNorm": [([((2, 3, 8), F, False), ((8,), F, True), ((8,), F, True)], {}),
+                  ([((2, 3, 8), F, False), ((8,), F, True)], {})],
+    "LSTM": [([((2, 5, 4), F, False), ((4, 32), F, True), ((8, 32), F, True), ((32,), F, True)],
+              {"return_sequences": r}) for r in (False, True)],
+    "Gather": [([((10, 4), F, True), ((2, 3), d, False)], {}) for d in ("int32", "int64")],
+    "Reshape": [([((2, 3, 4), F, False)], {"shape": (0, -1)})],
+    "Flatten": [([((2, 3, 4), F, False)], {})],
+    "Transpose": [([((2, 3, 4, 5), F, False)], {"perm": (0, 2, 1, 3)})],
+    "Concat": [([((2, 3), F, False), ((2, 4), F, False)], {"axis": 1})],
+    "Squeeze": [([((2, 1, 3), F, False)], {"axes": (1,)})],
+    "Unsqueeze": [([((2, 3), F, False)], {"axes": (1,)})],
+    "Slice": [([((2, 6, 4), F, False)], {"starts": (1,), "ends": (5,), "axes": (1,)})],
+    "Cast": [([((2, 3), "int64", False)], {"to": F})],
+    "Where": [([((2, 3), "bool", False), ((2, 3), F, False), ((2, 3), F, False)], {})],
+    "Not": [([((2, 3), "bool", False)], {})],
+    "Clip": [([((2, 3), F, False)], {"min": 0.0, "max": 1.0})],
+}
+for _op in ("ReduceMean", "ReduceSum", "ReduceMax"):
+    EXAMPLES[_op] = [([((2, 3, 4), F, False)], {"axes": (-1,)}),
+                     ([((2, 3, 4), F, False)], {"axes": (1, 2), "keepdims": False})]
+for _op in ("Add", "Sub", "Mul", "Div", "Pow", "Maximum", "Minimum", "Equal", "Less", "Greater"):
+    EXAMPLES[_op] = [([((2, 3, 4), F, False), ((2, 3, 4), F, False)], {}),
+                     ([((2, 3, 4), F, False), ((4,), F, True)], {}),
+                     ([((2, 3, 4), F, False), ((), F, True)], {})]
+
+
+def _unary_default(op: str) -> list[Example]:
+    return [([((2, 3, 4), F, False)], {})]
+
+
+def _example_graph(op: str, example: Example) -> tuple[Graph, dict[str, np.ndarray]]:
+    rng = np.random.default_rng(0)
+    ins, attrs = example
+    inputs, consts, feeds, names = [], {}, {}, []
+    for i, (shape, dtype, is_const) in enumerate(ins):
+        name = f"in{i}"
+        names.append(name)
+        if dtype == "bool":
+            arr = rng.random(shape) > 0.5
+        elif dtype.startswith("int"):
+            arr = rng.integers(0, 2, size=shape).astype(dtype)
+        else:
+            arr = rng.uniform(0.5, 1.5, size=shape).astype(dtype)
+        if is_const:
+            consts[name] = arr
+        else:
+            inputs.append((name, TensorType(dtype, shape)))
+            feeds[name] = arr
+    graph = Graph.make(inputs, ["out"], [Node.make(op, names, ["out"], attrs)], consts)
+    return verify(graph), feeds
+
+
+def warm(progress: Callable[[str], None] | None = None) -> int:
+    """Compile every op's kernels; returns the number of examples run."""
+    count = 0
+    ops = sorted(SCHEMAS)
+    for i, op in enumerate(ops, 1):
+        start = time.perf_counter()
+        examples = EXAMPLES.get(op) or _unary_default(op)
+        for example in examples:
+            graph, feeds = _example_graph(op, example)
+            build_plan(graph, {k: v.shape for k, v in feeds.items()}).run(feeds)
+            count += 1
+        if progress:
+            progress(f"[{i}/{len(ops)}] {op}: {len(examples)} example(s) "
+                     f"in {time.perf_counter() - start:.1f}s")
+    return count

@@ -1,0 +1,93 @@
+"""Plans: caching per shape, buffer reuse, fresh outputs, and concurrent runs from threads."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import engine
+from engine.errors import DTypeError, InputError, ShapeError
+from engine.executor import build_plan
+from engine.ir import verify
+from tests.unit.graphs import dense_graph, mlp_graph, mlp_reference
+
+
+def test_plan_cached_per_batch_size() -> None:
+    model = engine.compile_graph(mlp_graph())
+    x1 = np.ones((1, 16), np.float32)
+    x8 = np.ones((8, 16), np.float32)
+    model.run({"x": x1})
+    model.run({"x": x8})
+    model.run({"x": x1})
+    assert len(model._plans) == 2
+
+
+def test_arena_reuses_buffers() -> None:
+    g = verify(mlp_graph((64, 64, 64, 64, 64, 64)))
+    plan = build_plan(g, {"x": (32, 64)})
+    per_value = 32 * 64 * 4
+    intermediates = len(g.nodes) - 1  # every node output but the graph output
+    assert plan.arena_bytes <= 3 * per_value < intermediates * per_value
+
+
+def test_outputs_are_fresh_each_run() -> None:
+    model = engine.compile_graph(dense_graph())
+    a = model.run({"x": np.ones((2, 4), np.float32)})["y"]
+    keep = a.copy()
+    model.run({"x": -np.ones((2, 4), np.float32)})
+    np.testing.assert_array_equal(a, keep)
+
+
+def test_matches_reference_at_several_batches() -> None:
+    g = mlp_graph()
+    model = engine.compile_graph(g)
+    rng = np.random.default_rng(0)
+    for n in (1, 3, 17):
+        x = rng.standard_normal((n, 16)).astype(np.float32)
+        np.testing.assert_allclose(model.predict(x), mlp_reference(g, x), rtol=1e-4, atol=1e-5)
+
+
+def test_input_checks_name_what_was_expected() -> None:
+    model = engine.compile_graph(dense_graph())
+    with pytest.raises(InputError, match=r"missing input\(s\) \['x'\]"):
+        model.run({})
+    with pytest.raises(InputError, match=r"unknown input\(s\) \['z'\]"):
+        model.run({"x": np.ones((1, 4), np.float32), "z": 1})
+    with pytest.raises(ShapeError, match=r"input 'x': expected shape \[-1, 4\], got \[1, 5\]"):
+        model.run({"x": np.ones((1, 5), np.float32)})
+    with pytest.raises(DTypeError, match="input 'x': expected dtype float32"):
+        model.run({"x": np.array([["a", "b", "c", "d"]])})
+    # numbers of another width or kind are cast, as TF Serving does for JSON numbers
+    out = model.run({"x": np.ones((1, 4), np.int64)})["y"]
+    assert out.dtype == np.float32
+    with pytest.raises(InputError, match="signature 'nope' not found"):
+        model.run({"x": np.ones((1, 4), np.float32)}, signature="nope")
+
+
+def test_two_models_from_two_threads() -> None:
+    """Kernels release the GIL and use numba's OpenMP pool: no crash, deadlock or mix-up."""
+    g1, g2 = mlp_graph(seed=1), mlp_graph((16, 64, 8), seed=2)
+    m1, m2 = engine.compile_graph(g1), engine.compile_graph(g2)
+    rng = np.random.default_rng(3)
+    xs = [rng.standard_normal((n, 16)).astype(np.float32) for n in (1, 4, 32)]
+    errors: list[BaseException] = []
+
+    def worker(model: engine.Model, graph: engine.Graph) -> None:
+        try:
+            for i in range(150):
+                x = xs[i % len(xs)]
+                np.testing.assert_allclose(
+                    model.predict(x), mlp_reference(graph, x), rtol=1e-4, atol=1e-5
+                )
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=a) for a in [(m1, g1), (m2, g2), (m1, g1)]]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "deadlock: a worker did not finish"
+    assert not errors, errors[0]
