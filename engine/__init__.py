@@ -1,6 +1,6 @@
 """numbaserve's engine: load a saved model and run it on the CPU with numba kernels."""
 
-from engine import errors
+from engine import dtypes, errors
 from engine.ir import Graph, Node, TensorType
 from engine.loader import compile_graph, load, save
 from engine.model import DEFAULT_SIGNATURE, Model, Signature, TensorSpec
@@ -15,6 +15,7 @@ __all__ = [
     "TensorSpec",
     "TensorType",
     "compile_graph",
+    "dtypes",
     "errors",
     "load",
     "save",
