@@ -9,7 +9,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numba
+# Before numba loads GNU OpenMP: its threads must sleep, not spin, when idle. Spinning OpenMP
+# threads fight OpenBLAS's threads (and the server's own threads) for the cores; on a loaded
+# 2-core machine that turned a 0.8 ms conv into 15 ms (one scheduler slice per parallel region).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numba  # noqa: E402
 
 __all__ = ["jit", "pjit", "cache_dir", "VERSION"]
 
