@@ -1,1 +1,93 @@
-"""Kernel bindings: reduce family."""
+"""Kernel bindings: reduce family (ReduceSum, ReduceMean, ReduceMax)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numba
+import numpy as np
+
+from engine.errors import ShapeError
+from engine.executor.binding import Prepared, PrepareFn, bind
+from engine.ir.graph import TensorType
+from engine.kernels import reduce as K
+
+__all__ = ["canonical_arb"]
+
+_F32 = np.dtype(np.float32)
+
+
+def canonical_arb(shape: Sequence[int], axes: set[int]) -> tuple[int, int, int] | None:
+    """(A, R, B) when the reduced axes form one run once size-1 dims are dropped, else None."""
+    groups: list[tuple[int, bool]] = []  # (size, reduced)
+    for i, d in enumerate(shape):
+        if d == 1:
+            continue
+        red = i in axes
+        if groups and groups[-1][1] == red:
+            groups[-1] = (groups[-1][0] * d, red)
+        else:
+            groups.append((d, red))
+    flags = [red for _, red in groups]
+    if flags.count(True) > 1:
+        return None
+    if True not in flags:  # nothing non-trivial is reduced: R = 1
+        return math.prod(shape), 1, 1
+    k = flags.index(True)
+    a = groups[k - 1][0] if k > 0 else 1
+    b = groups[k + 1][0] if k + 1 < len(groups) else 1
+    return a, groups[k][0], b
+
+
+def _make(op: str, code: int, np_fn: Callable[..., Any]) -> PrepareFn:
+    def prepare(
+        attrs: Mapping[str, Any],
+        in_types: Sequence[TensorType],
+        out_types: Sequence[TensorType],
+        consts: Sequence[np.ndarray | None],
+    ) -> Prepared:
+        shape = tuple(int(d or 0) for d in in_types[0].shape)
+        rank = len(shape)
+        axes = set(range(rank)) if attrs["axes"] is None else {a % rank for a in attrs["axes"]}
+        kd_shape = tuple(1 if i in axes else d for i, d in enumerate(shape))
+        if code == K.MAX and math.prod(shape) == 0 and math.prod(kd_shape) > 0:
+            raise ShapeError(f"{op} over an empty axis of shape {shape} has no value")
+        arb = canonical_arb(shape, axes)
+        dtype = np.dtype(in_types[0].dtype)
+
+        if arb is None or dtype != _F32 or math.prod(kd_shape) == 0:
+            ax = tuple(sorted(axes))
+            exact = dtype.kind == "f" or code != K.MEAN  # a float mean into an int output
+
+            def run_np(ins: Sequence[np.ndarray], outs: Sequence[np.ndarray], _s: Any) -> None:
+                okd = outs[0].reshape(kd_shape)
+                if exact:
+                    np_fn(ins[0], axis=ax, keepdims=True, out=okd)
+                else:
+                    np.copyto(okd, np_fn(ins[0], axis=ax, keepdims=True), casting="unsafe")
+
+            return Prepared(run_np)
+
+        a, r, b = arb
+        parallel = a * r * b >= K.PAR_MIN and (a >= 2 or b >= 32)
+        par, block = K.reduce_arb, K.reduce_block
+        nt = numba.get_num_threads()
+
+        def run(ins: Sequence[np.ndarray], outs: Sequence[np.ndarray], _s: Any) -> None:
+            x3, o2 = ins[0].reshape(a, r, b), outs[0].reshape(a, b)
+            if parallel:
+                par(x3, code, o2, nt)
+            else:
+                block(x3, code, o2, 0, a, 0, b)
+
+        return Prepared(run)
+
+    prepare.__name__ = f"_prepare_{op}"
+    return prepare
+
+
+bind("ReduceSum")(_make("ReduceSum", K.SUM, np.sum))
+bind("ReduceMean")(_make("ReduceMean", K.MEAN, np.mean))
+bind("ReduceMax")(_make("ReduceMax", K.MAX, np.max))

@@ -1,1 +1,254 @@
-"""Kernel bindings: shape family."""
+"""Kernel bindings: shape family (Reshape, Flatten, Squeeze, Unsqueeze, Transpose, Concat,
+Slice, Gather). Everything shape-dependent is worked out in ``prepare``; ``run`` is a copy or
+one kernel call."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numba
+import numpy as np
+
+from engine.errors import DTypeError, InputError, ShapeError
+from engine.executor.binding import Prepared, bind
+from engine.ir.graph import TensorType
+from engine.kernels import shape as K
+
+__all__ = ["canonical_perm"]
+
+_U32 = np.dtype(np.uint32)
+_Arrays = Sequence[np.ndarray]
+
+
+def _dims(t: TensorType) -> tuple[int, ...]:
+    return tuple(int(d or 0) for d in t.shape)  # types are concrete by the time we bind
+
+
+# -- pure copies -------------------------------------------------------------------------------
+
+
+@bind("Reshape", "Flatten", "Squeeze", "Unsqueeze")
+def _copy(
+    attrs: Mapping[str, Any],
+    in_types: Sequence[TensorType],
+    out_types: Sequence[TensorType],
+    consts: Sequence[np.ndarray | None],
+) -> Prepared:
+    oshape = _dims(out_types[0])
+    if math.prod(oshape) != math.prod(_dims(in_types[0])):
+        raise ShapeError(f"cannot copy {in_types[0].shape} into {out_types[0].shape}")
+
+    def run(ins: _Arrays, outs: _Arrays, _s: Any) -> None:
+        np.copyto(outs[0], ins[0].reshape(oshape))
+
+    return Prepared(run)
+
+
+# -- Transpose -------------------------------------------------------------------------------
+
+
+def canonical_perm(
+    shape: Sequence[int], perm: Sequence[int]
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The same transpose with size-1 axes dropped and axes that stay neighbours merged."""
+    keep = [i for i, d in enumerate(shape) if d != 1]
+    remap = {ax: k for k, ax in enumerate(keep)}
+    sizes = [shape[ax] for ax in keep]
+    groups: list[list[int]] = []  # runs of input axes, in output order
+    for ax in (remap[p] for p in perm if shape[p] != 1):
+        if groups and groups[-1][-1] + 1 == ax:
+            groups[-1].append(ax)
+        else:
+            groups.append([ax])
+    order = sorted(range(len(groups)), key=lambda g: groups[g][0])  # groups in input order
+    cshape = tuple(math.prod(sizes[ax] for ax in groups[g]) for g in order)
+    cperm = tuple(order.index(j) for j in range(len(groups)))
+    return cshape, cperm
+
+
+@bind("Transpose")
+def _transpose(
+    attrs: Mapping[str, Any],
+    in_types: Sequence[TensorType],
+    out_types: Sequence[TensorType],
+    consts: Sequence[np.ndarray | None],
+) -> Prepared:
+    shape = _dims(in_types[0])
+    rank = len(shape)
+    chunks = numba.get_num_threads()
+    perm = tuple(reversed(range(rank))) if attrs["perm"] is None else tuple(attrs["perm"])
+    cshape, cperm = canonical_perm(shape, perm)
+    n = math.prod(shape)
+    four_bytes = np.dtype(in_types[0].dtype).itemsize == 4
+
+    if cperm == tuple(range(len(cperm))):
+        return _copy(attrs, in_types, out_types, consts)
+
+    if four_bytes and cperm in ((1, 0), (0, 2, 1)):
+        xs = (1, *cshape) if len(cshape) == 2 else cshape
+        os_ = (xs[0], xs[2], xs[1])
+        tkern = K.transpose_last2 if n >= K.PAR_MIN else None
+        tblock = K.transpose_last2_block
+        items = xs[0] * ((xs[1] + K.TILE - 1) // K.TILE)
+
+        def run_t(ins: _Arrays, outs: _Arrays, _s: Any) -> None:
+            x3, o3 = ins[0].reshape(xs).view(_U32), outs[0].reshape(os_).view(_U32)
+            if tkern is not None:
+                tkern(x3, o3, chunks)
+            else:
+                tblock(x3, o3, 0, items)
+
+        return Prepared(run_t)
+
+    if four_bytes and cperm in ((1, 0, 2), (0, 2, 1, 3)):
+        x4s = (1, *cshape) if len(cshape) == 3 else cshape
+        o4s = (x4s[0], x4s[2], x4s[1], x4s[3])
+        skern = K.swap_middle if n >= K.PAR_MIN else None
+        sblock = K.swap_middle_block
+        work = x4s[0] * x4s[2]
+
+        def run_s(ins: _Arrays, outs: _Arrays, _s: Any) -> None:
+            x4, o4 = ins[0].reshape(x4s).view(_U32), outs[0].reshape(o4s).view(_U32)
+            if skern is not None:
+                skern(x4, o4, chunks)
+            else:
+                sblock(x4, o4, 0, work)
+
+        return Prepared(run_s)
+
+    def run_np(ins: _Arrays, outs: _Arrays, _s: Any) -> None:
+        np.copyto(outs[0], ins[0].transpose(perm))
+
+    return Prepared(run_np)
+
+
+# -- Concat ----------------------------------------------------------------------------------
+
+
+@bind("Concat")
+def _concat(
+    attrs: Mapping[str, Any],
+    in_types: Sequence[TensorType],
+    out_types: Sequence[TensorType],
+    consts: Sequence[np.ndarray | None],
+) -> Prepared:
+    oshape = _dims(out_types[0])
+    axis = attrs["axis"] % len(oshape)
+    outer, inner = math.prod(oshape[:axis]), math.prod(oshape[axis + 1:])
+    width = oshape[axis] * inner
+    # each input is an (outer, d * inner) block of columns of the (outer, width) output
+    parts: list[tuple[int, tuple[int, int], slice]] = []
+    off = 0
+    for i, t in enumerate(in_types):
+        cols = _dims(t)[axis] * inner
+        if cols and outer:
+            parts.append((i, (outer, cols), slice(off, off + cols)))
+        off += cols
+    o2shape = (outer, width)
+
+    def run(ins: _Arrays, outs: _Arrays, _s: Any) -> None:
+        o2 = outs[0].reshape(o2shape)
+        for i, shp, cols in parts:
+            np.copyto(o2[:, cols], ins[i].reshape(shp))
+
+    return Prepared(run)
+
+
+# -- Slice -----------------------------------------------------------------------------------
+
+
+@bind("Slice")
+def _slice(
+    attrs: Mapping[str, Any],
+    in_types: Sequence[TensorType],
+    out_types: Sequence[TensorType],
+    consts: Sequence[np.ndarray | None],
+) -> Prepared:
+    shape = _dims(in_types[0])
+    starts, ends = attrs["starts"], attrs["ends"]
+    axes = range(len(starts)) if attrs["axes"] is None else attrs["axes"]
+    steps = [1] * len(starts) if attrs["steps"] is None else attrs["steps"]
+    index = [slice(None)] * len(shape)
+    for ax, s, e, st in zip(axes, starts, ends, steps, strict=True):
+        if st == 0:
+            raise ShapeError("Slice step must not be 0")
+        # numpy applies Python's slice clamping (huge and negative bounds included)
+        index[ax % len(shape)] = slice(int(s), int(e), int(st))
+    idx = tuple(index)
+    got = tuple(len(range(*sl.indices(n))) for sl, n in zip(idx, shape, strict=True))
+    if got != _dims(out_types[0]):
+        raise ShapeError(f"Slice of {shape} gives {got}, but the graph says {out_types[0]}")
+
+    def run(ins: _Arrays, outs: _Arrays, _s: Any) -> None:
+        np.copyto(outs[0], ins[0][idx])
+
+    return Prepared(run)
+
+
+# -- Gather ----------------------------------------------------------------------------------
+
+
+@bind("Gather")
+def _gather(
+    attrs: Mapping[str, Any],
+    in_types: Sequence[TensorType],
+    out_types: Sequence[TensorType],
+    consts: Sequence[np.ndarray | None],
+) -> Prepared:
+    shape = _dims(in_types[0])
+    axis = attrs["axis"] % len(shape)
+    a, d, b = math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:])
+    itype = np.dtype(in_types[1].dtype)
+    if itype.kind not in "iu":
+        raise DTypeError(f"Gather indices must be integers, got {itype}")
+    k = math.prod(_dims(in_types[1]))
+    xs, os_ = (a, d, b), (a, k, b)
+    native = itype in (np.dtype(np.int32), np.dtype(np.int64))
+
+    def flat(indices: np.ndarray) -> np.ndarray:
+        f = indices.reshape(k)
+        return f if native else f.astype(np.int64)
+
+    def bad(indices: np.ndarray, pos: int) -> str:
+        return (f"Gather index {int(indices.reshape(-1)[pos])} is out of range for axis "
+                f"{axis} of size {d}")
+
+    const_idx = None
+    if consts[1] is not None:
+        const_idx = flat(np.asarray(consts[1]))
+        pos = K.check_indices(const_idx, d)
+        if pos >= 0:
+            raise ShapeError(bad(const_idx, pos))
+
+    if np.dtype(in_types[0].dtype).itemsize != 4:
+        def run_np(ins: _Arrays, outs: _Arrays, _s: Any) -> None:
+            idx = const_idx if const_idx is not None else flat(ins[1])
+            if const_idx is None and (pos := K.check_indices(idx, d)) >= 0:
+                raise InputError(bad(idx, pos))
+            np.take(ins[0].reshape(xs), idx, axis=1, out=outs[0].reshape(os_), mode="wrap")
+
+        return Prepared(run_np)
+
+    chunks = numba.get_num_threads()
+    kern = K.gather if a * k * b >= K.PAR_MIN and a * k >= 2 else None
+    block = K.gather_block
+    items = a * k
+    check = K.check_indices
+
+    def run(ins: _Arrays, outs: _Arrays, _s: Any) -> None:
+        if const_idx is not None:
+            idx = const_idx
+        else:
+            idx = flat(ins[1])
+            pos = check(idx, d)
+            if pos >= 0:
+                raise InputError(bad(idx, pos))
+        x3, o3 = ins[0].reshape(xs).view(_U32), outs[0].reshape(os_).view(_U32)
+        if kern is not None:
+            kern(x3, idx, o3, chunks)
+        else:
+            block(x3, idx, o3, 0, items)
+
+    return Prepared(run)
