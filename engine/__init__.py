@@ -1,5 +1,6 @@
 """numbaserve's engine: load a saved model and run it on the CPU with numba kernels."""
 
+from engine import _threads  # noqa: F401, I001  (must run before numpy and numba load)
 from engine import dtypes, errors
 from engine.ir import Graph, Node, TensorType
 from engine.loader import compile_graph, load, save

@@ -9,9 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-# Before numba loads GNU OpenMP: its threads must sleep, not spin, when idle. Spinning OpenMP
-# threads fight OpenBLAS's threads (and the server's own threads) for the cores; on a loaded
-# 2-core machine that turned a 0.8 ms conv into 15 ms (one scheduler slice per parallel region).
+# OMP_WAIT_POLICY must be set before numba loads GNU OpenMP (see engine/_threads.py).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numba  # noqa: E402
@@ -45,11 +43,15 @@ numba.config.THREADING_LAYER = os.environ.get("NUMBA_THREADING_LAYER", "omp")
 
 
 def jit(*args: Any, **kwargs: Any) -> Any:
+    """``numba.njit`` with our defaults: cached on disk, GIL released, and numpy's error
+    model (a float division by zero gives inf instead of a check that blocks vectorizing)."""
     kwargs.setdefault("cache", True)
     kwargs.setdefault("nogil", True)
+    kwargs.setdefault("error_model", "numpy")
     return numba.njit(*args, **kwargs)
 
 
 def pjit(*args: Any, **kwargs: Any) -> Any:
+    """``jit`` with ``parallel=True``: for kernels with a ``prange`` loop."""
     kwargs.setdefault("parallel", True)
     return jit(*args, **kwargs)

@@ -1,0 +1,1 @@
+"""Benchmarks: the engine against onnxruntime on the same models and weights."""
