@@ -42,7 +42,7 @@ _BY_V2 = {d.v2: d for d in DTYPES}
 def canonical(dtype: object) -> str:
     """The engine's name for anything numpy accepts as a dtype ('float32', np.float32, ...)."""
     try:
-        name = np.dtype(dtype).name  # type: ignore[call-overload]
+        name = str(np.dtype(dtype).name)  # type: ignore[call-overload]
     except TypeError as exc:
         raise DTypeError(f"unknown dtype {dtype!r}") from exc
     if name not in _BY_NAME:

@@ -72,7 +72,10 @@ class Plan:
         self._arena_views = arena_views
         self._arena_sizes = arena_sizes
         self._outputs = outputs
-        self._out_types = [types[name] for name, _ in outputs]
+        self._out_specs = [
+            (tuple(int(d or 0) for d in types[name].shape), types[name].dtype)
+            for name, _ in outputs
+        ]
         self._pool: list[_Arena] = []
         self._lock = threading.Lock()
 
@@ -93,7 +96,7 @@ class Plan:
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         inputs = [feeds[name] for name in self._input_names]
-        outputs = [np.empty(t.shape, dtype=t.dtype) for t in self._out_types]
+        outputs = [np.empty(shape, dtype=dt) for shape, dt in self._out_specs]
         arena = self._take_arena()
         try:
             tables = (inputs, self._constants, arena.views, outputs)
@@ -154,7 +157,7 @@ def build_plan(graph: Graph, input_shapes: Mapping[str, tuple[int, ...]]) -> Pla
     const_names = list(graph.constants)
     const_index = {n: i for i, n in enumerate(const_names)}
     input_index = {n: i for i, (n, _) in enumerate(graph.inputs)}
-    output_index = {}
+    output_index: dict[str, int] = {}
     for name in graph.outputs:
         if name not in input_index and name not in const_index and name not in output_index:
             output_index[name] = len(output_index)

@@ -6,8 +6,9 @@ Every kernel module decorates with ``jit`` (serial) or ``pjit`` (``prange`` insi
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, overload
 
 # OMP_WAIT_POLICY must be set before numba loads GNU OpenMP (see engine/_threads.py).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -36,12 +37,21 @@ def cache_dir() -> Path:
 
 _dir = cache_dir()
 _dir.mkdir(parents=True, exist_ok=True)
-numba.config.CACHE_DIR = str(_dir)
+numba.config.CACHE_DIR = str(_dir)  # type: ignore[attr-defined]
 # The workqueue layer aborts under concurrent calls and TBB is not always installable:
 # GNU OpenMP is thread safe and ships with every Linux toolchain.
-numba.config.THREADING_LAYER = os.environ.get("NUMBA_THREADING_LAYER", "omp")
+numba.config.THREADING_LAYER = os.environ.get(  # type: ignore[attr-defined]
+    "NUMBA_THREADING_LAYER", "omp"
+)
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@overload
+def jit(fn: F, /) -> F: ...
+@overload
+def jit(**kwargs: Any) -> Callable[[F], F]: ...
 def jit(*args: Any, **kwargs: Any) -> Any:
     """``numba.njit`` with our defaults: cached on disk, GIL released, and numpy's error
     model (a float division by zero gives inf instead of a check that blocks vectorizing)."""
@@ -51,6 +61,10 @@ def jit(*args: Any, **kwargs: Any) -> Any:
     return numba.njit(*args, **kwargs)
 
 
+@overload
+def pjit(fn: F, /) -> F: ...
+@overload
+def pjit(**kwargs: Any) -> Callable[[F], F]: ...
 def pjit(*args: Any, **kwargs: Any) -> Any:
     """``jit`` with ``parallel=True``: for kernels with a ``prange`` loop."""
     kwargs.setdefault("parallel", True)

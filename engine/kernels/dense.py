@@ -15,7 +15,7 @@ processes busy the parallel pair took up to 8 ms, the serial pair stayed at ~1.1
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -45,7 +45,7 @@ _Fn = TypeVar("_Fn", bound=Callable[..., Any])
 def _kjit(**options: Any) -> Callable[[_Fn], _Fn]:
     """numpy error model (no ZeroDivision branches) and FMA contraction only."""
     def deco(fn: _Fn) -> _Fn:
-        return cast(_Fn, jit(error_model="numpy", fastmath={"contract"}, **options)(fn))
+        return jit(error_model="numpy", fastmath={"contract"}, **options)(fn)
 
     return deco
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import numpy as np
 from llvmlite import ir
@@ -85,22 +85,22 @@ _FM = frozenset({"contract"})
 
 def _sjit(fn: _Fn) -> _Fn:
     """Helper inlined into every caller at numba-IR level (no call, no boxing per row)."""
-    return cast(_Fn, jit(inline="always", error_model="numpy", fastmath=set(_FM))(fn))
+    return jit(inline="always", error_model="numpy", fastmath=set(_FM))(fn)
 
 
 def _kjit(fn: _Fn) -> _Fn:
-    return cast(_Fn, jit(error_model="numpy", fastmath=set(_FM))(fn))
+    return jit(error_model="numpy", fastmath=set(_FM))(fn)
 
 
 def _pkjit(fn: _Fn) -> _Fn:
-    return cast(_Fn, pjit(error_model="numpy", fastmath=set(_FM))(fn))
+    return pjit(error_model="numpy", fastmath=set(_FM))(fn)
 
 
 def _fastjit(*flags: str) -> Callable[[_Fn], _Fn]:
     """Serial kernel with more LLVM fast-math flags (named, never nnan/ninf by default)."""
 
     def deco(fn: _Fn) -> _Fn:
-        return cast(_Fn, jit(error_model="numpy", fastmath=set(_FM) | set(flags))(fn))
+        return jit(error_model="numpy", fastmath=set(_FM) | set(flags))(fn)
 
     return deco
 

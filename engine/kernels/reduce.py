@@ -30,7 +30,7 @@ _NAN_BITS = np.int32(0x7FC00000)
 
 
 @jit(error_model="numpy")
-def _max_f32_bits(row: np.ndarray) -> int:
+def _max_f32_bits(row: np.ndarray) -> np.int32:
     """The bits of max(row) for a non-empty float32 row; a NaN if any element is NaN.
 
     A float max reduction does not vectorize unless NaNs are assumed away, so this works on
