@@ -16,13 +16,25 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 from fastapi import FastAPI
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 import engine
+from service.batching import params_from_settings
+from service.batching.jsondecode import warm as warm_json_decoder
 from service.config import Settings, config_from_settings
-from service.inference import Inference
+from service.inference import (
+    REQUEST_DEADLINE,
+    TIMEOUT_HEADER,
+    Inference,
+    deadline_from_timeout_ms,
+    tune_interpreter,
+)
 from service.lifecycle import ModelManager
+from service.metrics import CONTENT_TYPE, Metrics
 from service.protocol import admin_router, health_router, install_v1
 from service.protocol import errors as http_errors
+from service.protocol.v2 import install as install_v2
 
 __all__ = ["create_app"]
 
@@ -37,12 +49,26 @@ def create_app(
 ) -> FastAPI:
     """The app for ``settings``; ``on_ready(manager)`` runs once the first loads are done."""
     settings = settings or Settings()
+    metrics = Metrics()
     if manager is None:
-        manager = ModelManager(config_from_settings(settings), settings)
-    inference = Inference(manager, timeout_s=settings.rest_api_timeout_in_ms / 1000)
+        manager = ModelManager(config_from_settings(settings), settings,
+                               on_event=metrics.lifecycle_event)
+    metrics.watch_manager(manager)
+    inference = Inference(
+        manager,
+        params=params_from_settings(settings),
+        batching=settings.enable_batching,
+        timeout_s=settings.rest_api_timeout_in_ms / 1000,
+        max_in_flight=settings.max_in_flight_requests_per_model,
+        metrics=metrics,
+        intra_op_threads=settings.intra_op_threads,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        tune_interpreter()
+        # The JSON tensor decoder's numba code: loaded (or compiled once) off the loop.
+        asyncio.get_running_loop().run_in_executor(None, warm_json_decoder)
         starting = asyncio.create_task(manager.start(), name="numbaserve-start")
         starting.add_done_callback(partial(_started, manager, on_ready))
         try:
@@ -66,11 +92,46 @@ def create_app(
     app.state.settings = settings
     app.state.manager = manager
     app.state.inference = inference
+    app.state.metrics = metrics
     http_errors.install(app)
     install_v1(app, manager, inference, settings.max_request_bytes)
+    install_v2(app, manager, inference, settings)
     app.include_router(admin_router(manager, settings))
     app.include_router(health_router(manager))
+
+    @app.get("/monitoring/prometheus/metrics", tags=["monitoring"],
+             summary="Prometheus metrics (TF Serving's path); see docs/metrics.md")
+    async def prometheus_metrics() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    app.add_middleware(_RequestDeadline)
     return app
+
+
+_HEADER = TIMEOUT_HEADER.lower().encode("latin-1")
+
+
+class _RequestDeadline:
+    """Notes each request's arrival and its timeout header in ``REQUEST_DEADLINE`` for the
+    data plane (every protocol gets them without parsing headers); a bad value is a 400."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            now = time.monotonic()
+            deadline = None
+            for key, value in scope["headers"]:
+                if key == _HEADER:
+                    try:
+                        deadline = deadline_from_timeout_ms(value, now)
+                    except Exception as exc:
+                        await http_errors.error_response(exc)(scope, receive, send)
+                        return
+                    break
+            REQUEST_DEADLINE.set((now, deadline))
+        await self.app(scope, receive, send)
 
 
 def _started(

@@ -41,8 +41,27 @@ class Settings(BaseSettings):
     file_system_poll_wait_seconds: float = 1.0  # <= 0: scan once at start, never poll
     model_config_file_poll_wait_seconds: float = 0.0  # 0: never re-read the config file
     allow_version_labels_for_unavailable_models: bool = False
-    enable_batching: bool = False
+    enable_batching: bool = True  # TF's default is false; here batching is on (docs/batching.md)
     batching_parameters_file: str | None = None
+    # TF's BatchingParameters as flags (unset: the file's value, else the default in
+    # service/batching/params.py); allowed_batch_sizes is comma-separated, "" for any size.
+    max_batch_size: int | None = None
+    batch_timeout_micros: int | None = None
+    max_enqueued_batches: int | None = None
+    num_batch_threads: int | None = None
+    allowed_batch_sizes: str | None = None
+    pad_variable_length_inputs: bool | None = None
+    enable_large_batch_splitting: bool | None = None
+    max_execution_batch_size: int | None = None
+    # Requests of one model queued or running at once; more are refused with 503 (0: only
+    # the batch queue's bound applies).
+    max_in_flight_requests_per_model: int = 0
+    # Threads one engine call may use (numba, BLAS); 0: the cores left after the event
+    # loop's, shared by the batch threads (1 on a 2-core machine).
+    intra_op_threads: int = 0
+    # Connections + requests uvicorn serves at once; beyond it new ones get 503 at once, so
+    # memory stays bounded however many clients connect (0: no limit).
+    max_concurrent_connections: int = 1024
     rest_api_timeout_in_ms: int = 5000
     admin_token: str | None = None
     max_request_bytes: int = 64 * MiB

@@ -88,7 +88,7 @@ class _Version:
 
 class _Model:
     __slots__ = ("config", "versions", "latest", "labels", "pinned", "excluded", "on_disk",
-                 "scan_note")
+                 "scan_note", "disabled")
 
     def __init__(self, config: ModelConfig) -> None:
         self.config = config
@@ -99,6 +99,7 @@ class _Model:
         self.excluded: set[int] = set()
         self.on_disk: dict[int, Path] | None = None
         self.scan_note = ""
+        self.disabled = False  # unloaded as a whole (repository API) until loaded again
 
     def refresh(self) -> None:
         best: _Version | None = None
@@ -108,6 +109,8 @@ class _Model:
         self.latest = best
 
     def aspired(self) -> set[int]:
+        if self.disabled:
+            return set()
         if self.on_disk is None:
             return {v.version for v in self.versions.values() if v.state is State.AVAILABLE}
         candidates = set(self.on_disk) - self.excluded
@@ -346,7 +349,9 @@ class ModelManager:
 
     def ready(self) -> bool:
         """True when every configured model has an AVAILABLE version (and not stopped)."""
-        return not self._stopped and all(m.latest is not None for m in self._models.values())
+        return not self._stopped and all(
+            m.latest is not None for m in self._models.values() if not m.disabled
+        )
 
     def effective_config(self) -> dict[str, Any]:
         """The config in force (current labels included) and the lifecycle settings; never
@@ -424,6 +429,36 @@ class ModelManager:
         if task is not None:
             await asyncio.shield(task)
         return v.status(name)
+
+    async def load_model(self, name: str) -> None:
+        """Serve ``name`` again after ``unload_model``: admin overrides cleared, the policy's
+        versions loaded and awaited; FailedPrecondition if none of them loads."""
+        async with self._lock:
+            m = self._model(name)
+            if self._stopped:
+                raise Unavailable("the server is shutting down")
+            m.disabled = False
+            m.excluded.clear()
+            m.pinned.clear()
+            await self._poll_model(m)
+            if m.latest is None:
+                errors = "; ".join(f"version {v.version}: {v.error}"
+                                   for v in m.versions.values() if v.error)
+                raise FailedPrecondition(
+                    f"model {name} has no version that loads" + (f" ({errors})" if errors else ""))
+
+    async def unload_model(self, name: str) -> None:
+        """Unload every version of ``name`` and keep the model unloaded (new versions
+        included) until ``load_model``; waits for in-flight requests to finish."""
+        async with self._lock:
+            m = self._model(name)
+            m.disabled = True
+            for v in list(m.versions.values()):
+                if v.state is State.AVAILABLE:
+                    self._begin_unload(m, v)
+            tasks = [v.unload_task for v in m.versions.values() if v.unload_task is not None]
+        for task in tasks:
+            await asyncio.shield(task)
 
     async def set_label(self, name: str, label: str, version: int) -> None:
         """Point ``label`` at ``version``; FailedPrecondition unless that version is

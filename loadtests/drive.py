@@ -1,0 +1,41 @@
+"""One closed-loop run against one URL, results as one JSON line (for benchmarks, which
+run the generator in its own process, away from the servers' event loops).
+
+    python -m loadtests.drive --url http://127.0.0.1:8501/v1/models/m:predict \\
+        --body-file request.json --items 1 --concurrency 8 --duration 5 --client raw
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import orjson
+
+from loadtests.client import Target, closed_loop
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m loadtests.drive", description=__doc__)
+    p.add_argument("--url", required=True)
+    p.add_argument("--body-file", type=Path, required=True)
+    p.add_argument("--items", type=int, default=1)
+    p.add_argument("--concurrency", type=int, default=1)
+    p.add_argument("--duration", type=float, default=5.0)
+    p.add_argument("--warmup", type=float, default=1.0)
+    p.add_argument("--client", choices=["httpx", "raw"], default="raw")
+    a = p.parse_args(argv)
+    gc.disable()  # the generator's own pauses must not show up as server latency
+    target = Target(a.url, a.body_file.read_bytes(), a.items)
+    r = asyncio.run(closed_loop([target], a.concurrency, a.duration, a.client,
+                                warmup_s=a.warmup))
+    print(orjson.dumps(r.to_json()).decode())
+    return 1 if r.lost else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
