@@ -1,1 +1,216 @@
-"""Kernel bindings: conv family."""
+"""Kernel bindings: conv family (Conv2D, MaxPool2D, AvgPool2D, GlobalAvgPool2D, GlobalMaxPool2D).
+
+Everything is decided here once per plan: the kernel (implicit GEMM, depthwise, pooling), its
+tile shape, the packed weight, the geometry vector and whether the work is large enough for
+numba's thread pool. ``run`` is then a single kernel call. Non-float32 tensors (rare) are cast
+to float32 around the same kernels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numba
+import numpy as np
+
+from engine.executor.binding import Prepared, bind
+from engine.ir.graph import TensorType
+from engine.kernels import conv as CK
+from engine.kernels import pool as PK
+from engine.kernels.activations import activation_code
+
+__all__ = ["CONV_PAR_MIN_FMA", "POOL_PAR_MIN"]
+
+Arrays = Sequence[np.ndarray]
+RunFn = Callable[[Arrays, Arrays, Arrays], None]
+
+# Work from which the prange kernels win on 2 cores (waking the pool costs a few us, and a
+# parallel region stalls when the other core is busy): multiply-adds for Conv2D, input
+# elements read for pooling.
+CONV_PAR_MIN_FMA = 1 << 19
+POOL_PAR_MIN = 1 << 15
+_F32 = np.float32
+
+
+def _threads() -> int:
+    return max(1, int(numba.config.NUMBA_NUM_THREADS))
+
+
+def _f32(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=_F32)
+
+
+def _cast_wrapper(run: RunFn, out_types: Sequence[TensorType]) -> RunFn:
+    """Run float32 kernels for tensors of another float dtype (copies; rare)."""
+    shapes = [tuple(int(d) for d in t.shape) for t in out_types]
+
+    def wrapped(ins: Arrays, outs: Arrays, scratch: Arrays) -> None:
+        tmp = [np.empty(s, dtype=_F32) for s in shapes]
+        run([_f32(x) for x in ins], tmp, scratch)
+        for dst, src in zip(outs, tmp, strict=True):
+            np.copyto(dst, src, casting="unsafe")
+
+    return wrapped
+
+
+def _all_f32(in_types: Sequence[TensorType], out_types: Sequence[TensorType]) -> bool:
+    return all(t.dtype == "float32" for t in (*in_types, *out_types))
+
+
+# ----------------------------------------------------------------------------- Conv2D
+
+
+def _conv_geometry(attrs: Mapping[str, Any], x_shape: Sequence[int], w_shape: Sequence[int],
+                   out_shape: Sequence[int]) -> np.ndarray:
+    n, h, w, c = (int(d) for d in x_shape)
+    kh, kw, cg, o = (int(d) for d in w_shape)
+    _, oh, ow, _ = (int(d) for d in out_shape)
+    sh, sw = (int(v) for v in attrs["strides"])
+    dh, dw = (int(v) for v in attrs["dilations"])
+    pt, pb, pl, pr = (int(v) for v in attrs["pads"])
+    groups = int(attrs["groups"])
+    pad = pt or pb or pl or pr
+    geo = np.zeros(CK.GEO_LEN, dtype=np.int64)
+    geo[[CK.G_N, CK.G_H, CK.G_W, CK.G_C, CK.G_OH, CK.G_OW]] = (n, h, w, c, oh, ow)
+    geo[[CK.G_KH, CK.G_KW, CK.G_SH, CK.G_SW, CK.G_DH, CK.G_DW]] = (kh, kw, sh, sw, dh, dw)
+    geo[[CK.G_PT, CK.G_PL, CK.G_GROUPS, CK.G_CG, CK.G_OG, CK.G_M]] = (
+        pt, pl, groups, cg, o // groups, n * oh * ow)
+    geo[[CK.G_HP, CK.G_WP, CK.G_PAD]] = (h + pt + pb, w + pl + pr, int(bool(pad)))
+    geo[CK.G_NCHUNK] = 1
+    return geo
+
+
+@bind("Conv2D")
+def _prepare_conv(
+    attrs: Mapping[str, Any],
+    in_types: Sequence[TensorType],
+    out_types: Sequence[TensorType],
+    consts: Sequence[np.ndarray | None],
+) -> Prepared:
+    x_t, w_t, y_t = in_types[0], in_types[1], out_types[0]
+    geo = _conv_geometry(attrs, x_t.shape, w_t.shape, y_t.shape)
+    kh, kw, cg, o = (int(d) for d in w_t.shape)
+    n, c = int(geo[CK.G_N]), int(geo[CK.G_C])
+    groups = int(geo[CK.G_GROUPS])
+    m = int(geo[CK.G_M])
+    code = activation_code(str(attrs["activation"]))
+    alpha = float(attrs["alpha"])
+    has_bias = len(in_types) == 3
+    fma = m * kh * kw * cg * o
+    w_const = consts[1]
+    b_const = (_f32(consts[2]).reshape(-1) if has_bias and consts[2] is not None
+               else None if has_bias else np.zeros(o, dtype=_F32))
+    scratch: tuple[tuple[tuple[int, ...], str], ...] = ()
+    call: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Arrays], None]
+
+    if cg == 1 and groups > 1:  # depthwise (channel multiplier o // groups)
+        rows = n * int(geo[CK.G_OH])
+        geo[CK.G_NCHUNK] = min(_threads(), rows) if fma >= CONV_PAR_MIN_FMA else 1
+        dw_kernel = CK.conv_depthwise_par if geo[CK.G_NCHUNK] > 1 else CK.conv_depthwise_serial
+
+        def pack(w: np.ndarray) -> np.ndarray:
+            return _f32(w).reshape(kh, kw, o)
+
+        def call(x: np.ndarray, wp: np.ndarray, b: np.ndarray, y: np.ndarray,
+                 scr: Arrays) -> None:
+            dw_kernel(x, wp, b, y, geo, code, alpha)
+    else:
+        mr, nr = CK.tile_shape(o // groups)
+        serial, par = CK.gemm_kernels(mr, nr)
+        nblocks = -(-m // mr)
+        geo[CK.G_NBLK] = nblocks
+        geo[CK.G_NCHUNK] = min(_threads(), nblocks) if fma >= CONV_PAR_MIN_FMA else 1
+        kernel = par if geo[CK.G_NCHUNK] > 1 else serial
+        hp, wpd = int(geo[CK.G_HP]), int(geo[CK.G_WP])
+        koff = CK.patch_offsets(kh, kw, cg, int(geo[CK.G_DH]), int(geo[CK.G_DW]), wpd, c)
+        padded = bool(geo[CK.G_PAD])
+        if padded:
+            scratch = (((n, hp, wpd, c), "float32"),)
+
+        def pack(w: np.ndarray) -> np.ndarray:
+            return CK.pack_weight(w, groups, nr)
+
+        def call(x: np.ndarray, wp: np.ndarray, b: np.ndarray, y: np.ndarray,
+                 scr: Arrays) -> None:
+            kernel(x, scr[0] if padded else x, wp, koff, b, y, geo, code, alpha)
+
+    run: RunFn
+    if w_const is not None and b_const is not None:
+        wp, b = pack(w_const), b_const
+
+        def run(ins: Arrays, outs: Arrays, scr: Arrays) -> None:
+            call(ins[0], wp, b, outs[0], scr)
+    else:
+
+        def run(ins: Arrays, outs: Arrays, scr: Arrays) -> None:
+            w = pack(w_const if w_const is not None else ins[1])
+            b = b_const if b_const is not None else _f32(ins[2]).reshape(-1)
+            call(_f32(ins[0]), w, b, outs[0], scr)
+
+    if not _all_f32(in_types, out_types):
+        run = _cast_wrapper(run, out_types)
+    return Prepared(run, scratch)
+
+
+# ----------------------------------------------------------------------------- pooling
+
+
+def _pool_prepare(mode_of: Callable[[Mapping[str, Any]], int]) -> Any:
+    def prepare(
+        attrs: Mapping[str, Any],
+        in_types: Sequence[TensorType],
+        out_types: Sequence[TensorType],
+        consts: Sequence[np.ndarray | None],
+    ) -> Prepared:
+        n, h, w, c = (int(d) for d in in_types[0].shape)
+        _, oh, ow, _ = (int(d) for d in out_types[0].shape)
+        kh, kw = (int(v) for v in attrs["pool_size"])
+        sh, sw = (int(v) for v in attrs["strides"])
+        pt, _, pl, _ = (int(v) for v in attrs["pads"])
+        geo = np.array([n, h, w, c, oh, ow, kh, kw, sh, sw, pt, pl], dtype=np.int64)
+        mode = mode_of(attrs)
+        work = n * oh * ow * c * kh * kw
+        nchunks = min(_threads(), n * oh) if work >= POOL_PAR_MIN else 1
+        kernel = PK.pool2d_par if nchunks > 1 else PK.pool2d_serial
+
+        def run(ins: Arrays, outs: Arrays, scratch: Arrays) -> None:
+            kernel(ins[0], outs[0], geo, mode, nchunks)
+
+        if not _all_f32(in_types, out_types):
+            return Prepared(_cast_wrapper(run, out_types))
+        return Prepared(run)
+
+    return prepare
+
+
+bind("MaxPool2D")(_pool_prepare(lambda a: PK.MODE_MAX))
+bind("AvgPool2D")(_pool_prepare(
+    lambda a: PK.MODE_AVG_PAD if a["count_include_pad"] else PK.MODE_AVG))
+
+
+def _global_prepare(is_max: bool) -> Any:
+    def prepare(
+        attrs: Mapping[str, Any],
+        in_types: Sequence[TensorType],
+        out_types: Sequence[TensorType],
+        consts: Sequence[np.ndarray | None],
+    ) -> Prepared:
+        n, h, w, c = (int(d) for d in in_types[0].shape)
+        nchunks = min(_threads(), n) if n * h * w * c >= POOL_PAR_MIN else 1
+        kernel = PK.global_pool_par if nchunks > 1 else PK.global_pool_serial
+        keepdims = bool(attrs["keepdims"])
+
+        def run(ins: Arrays, outs: Arrays, scratch: Arrays) -> None:
+            y = outs[0].reshape(n, c) if keepdims else outs[0]
+            kernel(ins[0].reshape(n, h * w, c), y, is_max, nchunks)
+
+        if not _all_f32(in_types, out_types):
+            return Prepared(_cast_wrapper(run, out_types))
+        return Prepared(run)
+
+    return prepare
+
+
+bind("GlobalAvgPool2D")(_global_prepare(False))
+bind("GlobalMaxPool2D")(_global_prepare(True))
