@@ -159,13 +159,13 @@ def serve(settings: Any) -> int:
     from service.app import create_app
     from service.config import ConfigError, config_from_settings
 
+    base = f"http://{_display_host(settings.rest_api_host)}:{settings.rest_api_port}"
     try:
         configs = config_from_settings(settings)
+        app = create_app(settings, on_ready=lambda manager: _banner(base, manager))
     except ConfigError as exc:
         print(f"numbaserve: {exc}", file=sys.stderr)
         return 2
-    base = f"http://{_display_host(settings.rest_api_host)}:{settings.rest_api_port}"
-    app = create_app(settings, on_ready=lambda manager: _banner(base, manager))
     names = ", ".join(c.name for c in configs) or "none (management API only)"
     print(f"numbaserve: listening on {base}; loading models: {names}", flush=True)
 
@@ -183,6 +183,7 @@ def serve(settings: Any) -> int:
         lifespan="on",
         access_log=False,
         server_header=False,
+        limit_concurrency=settings.max_concurrent_connections or None,
         timeout_graceful_shutdown=max(1, int(settings.drain_seconds * 0.8)),
         log_level=os.environ.get("NUMBASERVE_LOG_LEVEL", "info").lower(),
     )
@@ -202,14 +203,12 @@ def warm(argv: Sequence[str]) -> int:
         print("usage: numbaserve warm\n\nCompile every kernel into the numba cache "
               "(NUMBASERVE_CACHE_DIR) so the first request does not pay for it.")
         return 0
-    fn = getattr(engine, "warm", None)
-    if fn is None:
-        print("numbaserve warm: this engine has no engine.warm() yet; nothing was compiled "
-              "ahead of time (kernels compile on first use).", file=sys.stderr)
-        return 0
+    from service.batching import jsondecode
+
     start = time.perf_counter()
     try:
-        count = fn(progress=lambda line: print(f"numbaserve warm: {line}", flush=True))
+        count = engine.warm(progress=lambda line: print(f"numbaserve warm: {line}", flush=True))
+        jsondecode.warm()
     except engine.errors.EngineError as exc:
         print(f"numbaserve warm: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

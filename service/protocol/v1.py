@@ -2,8 +2,8 @@
 
 Two halves:
 - the hot path, ``POST /v1/models/{name}[/versions/{v}|/labels/{l}]:(predict|classify|regress)``,
-  is a raw ASGI route (``VerbRoute``): read the body (bounded), ``orjson.loads``, hand nested
-  lists to ``inference`` (which makes arrays with ``np.asarray(..., dtype)``), and
+  is a raw ASGI route (``VerbRoute``): read the body (bounded), ``decode_json`` (numeric
+  arrays straight to numpy, orjson for the rest), hand them to ``inference``, and
   ``orjson.dumps(..., OPT_SERIALIZE_NUMPY)`` the result. No pydantic, no Request object.
 - status and metadata (``GET``) are ordinary FastAPI routes, in the OpenAPI docs.
 
@@ -28,6 +28,7 @@ from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import Receive, Scope, Send
 
 from engine import Signature, TensorSpec, dtypes
+from service.batching.jsondecode import decode_json
 from service.errors import InvalidArgument, NotFound, PayloadTooLarge
 from service.inference import Inference, InferResult, as_array
 from service.protocol.errors import error_body, error_headers, error_response, status_for
@@ -61,7 +62,7 @@ def _parse_json(body: bytes) -> dict[str, Any]:
     if not body:
         raise InvalidArgument("request body is empty; expected a JSON object")
     try:
-        doc = orjson.loads(body)
+        doc = decode_json(body)  # numbers under instances/inputs straight to numpy
     except orjson.JSONDecodeError as exc:
         raise InvalidArgument(f"malformed JSON in request body: {exc}") from None
     if not isinstance(doc, dict):
@@ -103,6 +104,13 @@ def _values(alias: str, value: Any, spec: TensorSpec | None) -> Any:
 
 def _decode_rows(instances: Any, sig: Signature) -> dict[str, Any]:
     """TF's row format: a list of instances; objects of named inputs when there are several."""
+    if isinstance(instances, np.ndarray):  # a numeric array decoded straight from the body
+        if len(sig.inputs) != 1:
+            raise InvalidArgument(
+                f"the signature has {len(sig.inputs)} inputs {sorted(sig.inputs)}; each "
+                f"instance must be an object naming them")
+        (alias,) = sig.inputs
+        return {alias: _values(alias, instances, sig.inputs[alias])}
     if not isinstance(instances, list) or not instances:
         raise InvalidArgument("'instances' must be a non-empty list")
     aliases = list(sig.inputs)

@@ -151,6 +151,7 @@ class InferRoute(BaseRoute):
             result = await self.inference.infer(
                 name, req.inputs, version=version, label=label, signature=req.signature,
                 outputs=None if req.outputs is None else [o.name for o in req.outputs],
+                api="infer",
             )
             t2 = time.perf_counter_ns()
             out, out_header = encode_response(result.name, result.version, result.outputs,
