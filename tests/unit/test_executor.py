@@ -91,3 +91,32 @@ def test_two_models_from_two_threads() -> None:
         t.join(timeout=120)
     assert not any(t.is_alive() for t in threads), "deadlock: a worker did not finish"
     assert not errors, errors[0]
+
+
+def test_two_conv_models_from_two_threads() -> None:
+    """The bundled CNNs (OpenMP-parallel conv and pool kernels plus BLAS) from 3 threads."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "models" / "seed_cnn"
+    models = [engine.load(root / "1"), engine.load(root / "2")]
+    rng = np.random.default_rng(5)
+    xs = [rng.random((n, 32, 32, 3), dtype=np.float32) for n in (1, 5, 32)]
+    expected = [[m.predict(x) for x in xs] for m in models]  # one thread at a time
+    errors: list[BaseException] = []
+
+    def worker(k: int) -> None:
+        try:
+            for i in range(60):
+                j = (i + k) % len(xs)
+                got = models[k % 2].predict(xs[j])
+                np.testing.assert_allclose(got, expected[k % 2][j], rtol=1e-5, atol=1e-5)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "deadlock: a worker did not finish"
+    assert not errors, errors[0]
