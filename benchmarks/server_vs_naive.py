@@ -11,6 +11,12 @@ client) and the same body: ``instances`` with one 32x32x3 image at concurrency 1
 then 32 images per request at concurrency 8. Runs alternate between the servers, ``--reps``
 times; each cell is the median. First it measures the generator's own ceiling against a
 bare ASGI echo (nothing is faster on this machine: generator and servers share its cores).
+
+With ``--v2`` (the default; ``--no-v2`` to skip) numbaserve is also driven through KServe v2
+``POST /v2/models/seed_cnn/infer`` at (1 image, c=64) and (32 images, c=8), once with a JSON
+body (``inputs[0].data``, flat) and once binary (a JSON header, then the raw little-endian
+float32 bytes, ``Inference-Header-Content-Length``, binary output), each compared with the
+naive server's v1 JSON row at the same images per request and concurrency.
 """
 
 from __future__ import annotations
@@ -44,6 +50,9 @@ PY = sys.executable
 # (label, images per request, concurrency)
 CONFIGS = [("1 image, c=1", 1, 1), ("1 image, c=8", 1, 8), ("1 image, c=64", 1, 64),
            ("32 images, c=8", 32, 8)]
+# Configs that also get numbaserve's KServe v2 rows (JSON and binary).
+V2_LABELS = ("1 image, c=64", "32 images, c=8")
+V2_SERVERS = ("v2 json", "v2 binary")
 
 
 def _free_port() -> int:
@@ -106,11 +115,13 @@ class Proc:
 
 
 def drive(url: str, body: Path, items: int, concurrency: int, duration: float,
-          warmup: float, client: str = "raw") -> dict[str, Any]:
+          warmup: float, client: str = "raw",
+          headers: dict[str, str] | None = None) -> dict[str, Any]:
+    extra = [f"--header={k}:{v}" for k, v in (headers or {}).items()]
     out = subprocess.run(
         [PY, "-m", "loadtests.drive", "--url", url, "--body-file", str(body), "--items",
          str(items), "--concurrency", str(concurrency), "--duration", str(duration),
-         "--warmup", str(warmup), "--client", client],
+         "--warmup", str(warmup), "--client", client, *extra],
         cwd=ROOT, capture_output=True, text=True, timeout=duration + warmup + 120)
     if not out.stdout.strip():
         raise RuntimeError(f"load generator failed:\n{out.stderr}")
@@ -160,6 +171,66 @@ def bodies(root: Path, tm: Any) -> dict[int, Path]:
         p.write_bytes(orjson.dumps({"instances": x.tolist()}))
         out[n] = p
     return out
+
+
+@dataclass
+class V2Body:
+    path: Path
+    headers: dict[str, str]
+
+
+def v2_bodies(root: Path, tm: Any, meta_url: str) -> dict[tuple[str, int], V2Body]:
+    """The v2 JSON and binary bodies for the same images as ``bodies``; the input's name
+    comes from the running server's model metadata."""
+    meta = httpx.get(meta_url, timeout=30).json()
+    (inp,) = meta["inputs"]
+    name = inp["name"]
+    out: dict[tuple[str, int], V2Body] = {}
+    for n in sorted({c[1] for c in CONFIGS if c[0] in V2_LABELS}):
+        x = tm.example(n, seed=7).round(4).astype(np.float32)
+        shape = list(x.shape)
+        p = root / f"v2_{n}.json"
+        p.write_bytes(orjson.dumps({"inputs": [{
+            "name": name, "shape": shape, "datatype": "FP32",
+            "data": x.reshape(-1).tolist()}]}))
+        out[("v2 json", n)] = V2Body(p, {"content-type": "application/json"})
+        raw = x.astype("<f4").tobytes()
+        header = orjson.dumps({
+            "inputs": [{"name": name, "shape": shape, "datatype": "FP32",
+                        "parameters": {"binary_data_size": len(raw)}}],
+            "parameters": {"binary_data_output": True}})
+        p = root / f"v2_{n}.bin"
+        p.write_bytes(header + raw)
+        out[("v2 binary", n)] = V2Body(p, {
+            "content-type": "application/octet-stream",
+            "inference-header-content-length": str(len(header))})
+    return out
+
+
+def check_v2(url: str, naive_url: str, v2: dict[tuple[str, int], V2Body],
+             v1: dict[int, Path]) -> float:
+    """Both v2 bodies answer what the naive server answers for the same images (v1 JSON)."""
+    worst = 0.0
+    for (kind, n), b in v2.items():
+        ref = httpx.post(naive_url, content=v1[n].read_bytes(), timeout=300,
+                         headers={"content-type": "application/json"})
+        ref.raise_for_status()
+        want = np.asarray(ref.json()["predictions"], np.float32)
+        r = httpx.post(url, content=b.path.read_bytes(), headers=b.headers, timeout=300)
+        r.raise_for_status()
+        if kind == "v2 binary":
+            hlen = int(r.headers["inference-header-content-length"])
+            (o,) = orjson.loads(r.content[:hlen])["outputs"]
+            got = np.frombuffer(r.content[hlen:], "<f4").reshape(o["shape"])
+        else:
+            (o,) = r.json()["outputs"]
+            got = np.asarray(o["data"], np.float32).reshape(o["shape"])
+        if got.shape != want.shape:
+            raise SystemExit(f"{kind}: output shape {got.shape}, naive {want.shape}")
+        worst = max(worst, float(np.max(np.abs(got - want))))
+    if worst > 1e-3:
+        raise SystemExit(f"v2 and the naive server disagree: max abs diff {worst}")
+    return worst
 
 
 def check_same(urls: dict[str, str], body: Path) -> float:
@@ -294,6 +365,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="extra numbaserve flag (repeatable), e.g. --num_batch_threads=2")
     p.add_argument("--only", action="append", default=[], metavar="LABEL",
                    help="run only the configs whose label contains LABEL (repeatable)")
+    p.add_argument("--v2", action=argparse.BooleanOptionalAction, default=True,
+                   help="also drive numbaserve's KServe v2 /infer route, JSON and binary, "
+                        f"for {' and '.join(V2_LABELS)} (default: on)")
     p.add_argument("--profile-request", action="store_true",
                    help="only time the steps of one request inside numbaserve")
     a = p.parse_args(argv)
@@ -325,10 +399,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         diff = check_same(urls, body[32])
         print(f"machine: {machine()}")
         print(f"both servers agree (max abs diff {diff:.2e} on 32 images)")
+        v2: dict[tuple[str, int], V2Body] = {}
+        v2_url = f"http://127.0.0.1:{p_ns}/v2/models/seed_cnn/infer"
+        if a.v2:
+            v2 = v2_bodies(tmp, tm, f"http://127.0.0.1:{p_ns}/v2/models/seed_cnn")
+            d2 = check_v2(v2_url, urls["naive"], v2, body)
+            print(f"v2 JSON and binary agree with the naive server (max abs diff {d2:.2e})")
         # Warm-up: every padded batch size's plan, both servers' first-call costs.
         for url in urls.values():
             drive(url, body[1], 1, 64, 2.0, 0.0)
             drive(url, body[32], 32, 8, 1.0, 0.0)
+        for (_kind, n), b in v2.items():
+            drive(v2_url, b.path, n, 64 if n == 1 else 8, 1.0, 0.0, headers=b.headers)
         echo_url = f"http://127.0.0.1:{p_echo}/echo"
         ceiling = {c: drive(echo_url, body[1], 1, c, a.duration, a.warmup)["rps"]
                    for c in (1, 64)}
@@ -341,6 +423,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for name, url in urls.items():
                     r = drive(url, body[images], images, conc, a.duration, a.warmup)
                     runs.setdefault((label, name), []).append(r)
+                if label in V2_LABELS:
+                    for kind in V2_SERVERS:
+                        vb = v2.get((kind, images))
+                        if vb is None:
+                            continue
+                        r = drive(v2_url, vb.path, images, conc, a.duration, a.warmup,
+                                  headers=vb.headers)
+                        runs.setdefault((label, kind), []).append(r)
         print_table(runs, a, configs)
         return 0
     finally:
@@ -351,7 +441,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def print_table(runs: dict[tuple[str, str], list[dict[str, Any]]], a: Any,
                 configs: Sequence[tuple[str, int, int]]) -> None:
     print(f"\nmedian of {a.reps} run(s) of {a.duration:g} s each "
-          f"(ratio = numbaserve / naive; p99 ratio < 1 is better)")
+          f"(ratio = numbaserve / naive, v2 rows vs the naive v1 JSON row; "
+          f"p99 ratio < 1 is better)")
     head = ("config", "server", "req/s", "items/s", "p50 ms", "p99 ms", "non-200", "lost",
             "req/s ratio", "p99 ratio")
     rows = [head]
@@ -361,11 +452,21 @@ def print_table(runs: dict[tuple[str, str], list[dict[str, Any]]], a: Any,
         ours = _median(runs[(label, "numbaserve")])
         ratio = ours.rps / naive.rps if naive.rps else float("nan")
         p99r = ours.p99 / naive.p99 if naive.p99 else float("nan")
-        for name, c in (("naive", naive), ("numbaserve", ours)):
-            mine = name == "numbaserve"
-            rows.append((label if not mine else "", name, f"{c.rps:.0f}", f"{c.items:.0f}",
-                         f"{c.p50:.2f}", f"{c.p99:.2f}", str(c.non_ok), str(c.lost),
-                         f"{ratio:.2f}x" if mine else "", f"{p99r:.2f}" if mine else ""))
+        rows.append((label, "naive", f"{naive.rps:.0f}", f"{naive.items:.0f}",
+                     f"{naive.p50:.2f}", f"{naive.p99:.2f}", str(naive.non_ok),
+                     str(naive.lost), "", ""))
+        for name in ("numbaserve", *V2_SERVERS):
+            if (label, name) not in runs:
+                continue
+            c = _median(runs[(label, name)])
+            rr = c.rps / naive.rps if naive.rps else float("nan")
+            pr = c.p99 / naive.p99 if naive.p99 else float("nan")
+            rows.append(("", "numbaserve" if name == "numbaserve" else f"numbaserve {name}",
+                         f"{c.rps:.0f}", f"{c.items:.0f}", f"{c.p50:.2f}", f"{c.p99:.2f}",
+                         str(c.non_ok), str(c.lost), f"{rr:.2f}x", f"{pr:.2f}"))
+            if name == "v2 binary" and label == "1 image, c=64":
+                verdicts.append(f"v2 binary c=64: {rr:.2f}x the naive JSON server's req/s "
+                                f"(target >= 5x): {'MET' if rr >= 5 else 'NOT MET'}")
         if label == "1 image, c=64":
             ok = ratio >= 2.5 and p99r <= 1.0
             verdicts.append(f"c=64: {ratio:.3f}x req/s (target >= 2.5x), p99 {p99r:.2f} of "

@@ -121,7 +121,9 @@ class _RawConnection:
             u = urlsplit(t.url)
             path = u.path + (f"?{u.query}" if u.query else "")
             head = [f"POST {path} HTTP/1.1", f"host: {u.netloc}",
-                    "content-type: application/json", f"content-length: {len(t.body)}"]
+                    f"content-length: {len(t.body)}"]
+            if not any(k.lower() == "content-type" for k in t.headers):
+                head.append("content-type: application/json")
             head += [f"{k}: {v}" for k, v in t.headers.items()]
             raw = self._cache[id(t)] = ("\r\n".join(head) + "\r\n\r\n").encode() + t.body
         return raw

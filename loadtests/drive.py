@@ -28,9 +28,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=5.0)
     p.add_argument("--warmup", type=float, default=1.0)
     p.add_argument("--client", choices=["httpx", "raw"], default="raw")
+    p.add_argument("--header", action="append", default=[], metavar="NAME:VALUE",
+                   help="extra request header (repeatable), e.g. content-type:text/plain")
     a = p.parse_args(argv)
     gc.disable()  # the generator's own pauses must not show up as server latency
-    target = Target(a.url, a.body_file.read_bytes(), a.items)
+    headers = dict((k.strip(), v.strip()) for k, _, v in (h.partition(":") for h in a.header))
+    target = Target(a.url, a.body_file.read_bytes(), a.items, headers)
     r = asyncio.run(closed_loop([target], a.concurrency, a.duration, a.client,
                                 warmup_s=a.warmup))
     print(orjson.dumps(r.to_json()).decode())
