@@ -1,13 +1,15 @@
 """Pooling kernels over NHWC float32 images.
 
-Windows are clipped to the image once per output row and pixel, so padding costs nothing and
-the inner loop always runs over the contiguous channels of one input pixel (vectorized).
+Windows are clipped to the image once per output row and pixel, so padding costs nothing;
+channels go ``CHANNEL_TILE`` at a time through a register tile (the vector intrinsics of
+``engine.kernels.conv``), the last ``C % CHANNEL_TILE`` one by one.
 Padded positions never win a max; an average divides by the number of real pixels in the
 window (``MODE_AVG``) or by the whole window size (``MODE_AVG_PAD``, count_include_pad). A
 window holding no real pixel at all gives -inf (max) or 0 (average).
 
-Serial entries do all the work on the calling thread; ``*_par`` entries split it in
-``nchunks`` static chunks (numba ``prange``). The binding picks one by size, once.
+Serial entries do all the work on the calling thread; ``pool2d_par`` shares it out in small
+units through an atomic counter (as the conv kernels do), ``global_pool_par`` in static
+chunks of images. The binding picks one by size, once.
 """
 
 from __future__ import annotations
@@ -16,12 +18,24 @@ import numpy as np
 from numba import prange
 
 from engine.kernels._jit import jit, pjit
+from engine.kernels.conv import (
+    CHANNEL_TILE,
+    acc_add_v,
+    acc_fill,
+    acc_max_v,
+    acc_store_scaled,
+    fetch_add,
+    stack_tile,
+)
 
 __all__ = [
     "MODE_MAX",
     "MODE_AVG",
     "MODE_AVG_PAD",
     "POOL_GEO_LEN",
+    "G_NCHUNK",
+    "G_UNITS",
+    "G_UNIT",
     "pool2d_serial",
     "pool2d_par",
     "global_pool_serial",
@@ -36,8 +50,10 @@ _F = np.float32
 _ZERO = _F(0.0)
 _NEG_INF = _F(-np.inf)
 
-# geometry vector: N, H, W, C, OH, OW, KH, KW, SH, SW, PT, PL
-POOL_GEO_LEN = 12
+# geometry vector: N, H, W, C, OH, OW, KH, KW, SH, SW, PT, PL, then the parallel split:
+# threads, work units, output rows per unit
+(G_NCHUNK, G_UNITS, G_UNIT) = (12, 13, 14)
+POOL_GEO_LEN = 15
 
 
 @jit(error_model="numpy")
@@ -47,6 +63,12 @@ def _pool_rows(x: np.ndarray, out: np.ndarray, geo: np.ndarray, mode: int, row_l
     h, w, c = geo[1], geo[2], geo[3]
     oh, ow = geo[4], geo[5]
     kh, kw, sh, sw, pt, pl = geo[6], geo[7], geo[8], geo[9], geo[10], geo[11]
+    xf = x.reshape(-1)
+    o2 = out.reshape(-1, c)
+    is_max = mode == MODE_MAX
+    init = _NEG_INF if is_max else _ZERO
+    full = c - c % CHANNEL_TILE
+    acc = stack_tile(1, CHANNEL_TILE)
     for row in range(row_lo, row_hi):
         n = row // oh
         oy = row - n * oh
@@ -57,43 +79,52 @@ def _pool_rows(x: np.ndarray, out: np.ndarray, geo: np.ndarray, mode: int, row_l
             x0 = ox * sw - pl
             ix0 = max(x0, 0)
             ix1 = min(x0 + kw, w)
-            o = out[n, oy, ox]
-            if mode == MODE_MAX:
-                for q in range(c):
-                    o[q] = _NEG_INF
+            m = row * ow + ox
+            count = kh * kw if mode == MODE_AVG_PAD else (iy1 - iy0) * (ix1 - ix0)
+            scale = _F(1.0) if is_max else (_F(1.0 / count) if count > 0 else _ZERO)
+            for c0 in range(0, full, CHANNEL_TILE):
+                acc_fill(acc, init, CHANNEL_TILE)
                 for iy in range(iy0, iy1):
                     for ix in range(ix0, ix1):
-                        src = x[n, iy, ix]
-                        for q in range(c):
-                            o[q] = max(o[q], src[q])
-            else:
-                for q in range(c):
-                    o[q] = _ZERO
+                        at = ((n * h + iy) * w + ix) * c + c0
+                        if is_max:
+                            acc_max_v(acc, xf, at, CHANNEL_TILE)
+                        else:
+                            acc_add_v(acc, xf, at, CHANNEL_TILE)
+                acc_store_scaled(acc, o2, m, c0, scale, CHANNEL_TILE)
+            for q in range(full, c):
+                v = init
                 for iy in range(iy0, iy1):
                     for ix in range(ix0, ix1):
-                        src = x[n, iy, ix]
-                        for q in range(c):
-                            o[q] += src[q]
-                count = kh * kw if mode == MODE_AVG_PAD else (iy1 - iy0) * (ix1 - ix0)
-                if count > 0:
-                    inv = _F(1.0 / count)
-                    for q in range(c):
-                        o[q] *= inv
+                        u = x[n, iy, ix, q]
+                        if is_max:
+                            v = u if u > v else v
+                        else:
+                            v += u
+                o2[m, q] = v * scale
 
 
 @jit(error_model="numpy")
-def pool2d_serial(x: np.ndarray, out: np.ndarray, geo: np.ndarray, mode: int,
-                  nchunks: int) -> None:
-    """x (N, H, W, C) -> out (N, OH, OW, C) on the calling thread."""
-    _pool_rows(x, out, geo, mode, 0, geo[0] * geo[4])
+def pool2d_serial(x: np.ndarray, out: np.ndarray, counter: np.ndarray, geo: np.ndarray,
+                  mode: int) -> None:
+    """x (N, H, W, C) -> out (N, OH, OW, C) on the calling thread; counter (1+,) int64
+    scratch (used by the parallel entry)."""
+    t = geo[G_NCHUNK] * 0  # not a literal 0: that would compile a second body
+    _pool_rows(x, out, geo, mode, t, geo[0] * geo[4])
 
 
 @pjit(error_model="numpy")
-def pool2d_par(x: np.ndarray, out: np.ndarray, geo: np.ndarray, mode: int,
-               nchunks: int) -> None:
-    rows = geo[0] * geo[4]
-    for t in prange(nchunks):
-        _pool_rows(x, out, geo, mode, t * rows // nchunks, (t + 1) * rows // nchunks)
+def pool2d_par(x: np.ndarray, out: np.ndarray, counter: np.ndarray, geo: np.ndarray,
+               mode: int) -> None:
+    """The same on geo[G_NCHUNK] threads sharing geo[G_UNITS] runs of geo[G_UNIT] output
+    rows through the counter ``counter[0]``."""
+    rows, units, unit = geo[0] * geo[4], geo[G_UNITS], geo[G_UNIT]
+    counter[0] = 0
+    for _t in prange(geo[G_NCHUNK]):
+        u = fetch_add(counter, 0, 1)
+        while u < units:
+            _pool_rows(x, out, geo, mode, u * unit, min(rows, (u + 1) * unit))
+            u = fetch_add(counter, 0, 1)
 
 
 @jit(error_model="numpy")
@@ -111,7 +142,8 @@ def _global_rows(x: np.ndarray, out: np.ndarray, is_max: bool, lo: int, hi: int)
             for i in range(1, p):
                 src = x[n, i]
                 for q in range(c):
-                    o[q] = max(o[q], src[q])
+                    v = src[q]
+                    o[q] = v if v > o[q] else o[q]
         else:
             for i in range(1, p):
                 src = x[n, i]

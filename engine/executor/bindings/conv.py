@@ -8,6 +8,7 @@ to float32 around the same kernels.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -28,13 +29,26 @@ RunFn = Callable[[Arrays, Arrays, Arrays], None]
 # Work from which the prange kernels win on 2 cores (waking the pool costs a few us, and a
 # parallel region stalls when the other core is busy): multiply-adds for Conv2D, input
 # elements read for pooling.
-CONV_PAR_MIN_FMA = 1 << 19
+CONV_PAR_MIN_FMA = 1 << 18
 POOL_PAR_MIN = 1 << 15
+# Parallel kernels hand out work in small units from an atomic counter: the calling thread
+# starts at once and sleeping workers join as they wake (OMP_WAIT_POLICY=PASSIVE), instead
+# of everyone waiting for the last static chunk. Units per thread, and the counter's scratch.
+_UNITS_PER_THREAD = 6
+_SCHED_LEN = 8
+_CONV_SPLIT = (CK.G_NCHUNK, CK.G_UNITS, CK.G_UNIT)
 _F32 = np.float32
 
 
 def _threads() -> int:
     return max(1, int(numba.config.NUMBA_NUM_THREADS))
+
+
+def _imbalance(items: int, workers: int) -> float:
+    """Largest static share over the mean one (inf when there is less than one each)."""
+    if items < workers:
+        return math.inf
+    return -(-items // workers) * workers / items
 
 
 def _f32(a: np.ndarray) -> np.ndarray:
@@ -70,15 +84,23 @@ def _conv_geometry(attrs: Mapping[str, Any], x_shape: Sequence[int], w_shape: Se
     dh, dw = (int(v) for v in attrs["dilations"])
     pt, pb, pl, pr = (int(v) for v in attrs["pads"])
     groups = int(attrs["groups"])
-    pad = pt or pb or pl or pr
     geo = np.zeros(CK.GEO_LEN, dtype=np.int64)
     geo[[CK.G_N, CK.G_H, CK.G_W, CK.G_C, CK.G_OH, CK.G_OW]] = (n, h, w, c, oh, ow)
     geo[[CK.G_KH, CK.G_KW, CK.G_SH, CK.G_SW, CK.G_DH, CK.G_DW]] = (kh, kw, sh, sw, dh, dw)
     geo[[CK.G_PT, CK.G_PL, CK.G_GROUPS, CK.G_CG, CK.G_OG, CK.G_M]] = (
         pt, pl, groups, cg, o // groups, n * oh * ow)
-    geo[[CK.G_HP, CK.G_WP, CK.G_PAD]] = (h + pt + pb, w + pl + pr, int(bool(pad)))
     geo[CK.G_NCHUNK] = 1
     return geo
+
+
+def _share_out(geo: np.ndarray, idx: tuple[int, int, int], parallel: bool, items: int,
+               per_thread: int) -> int:
+    """Set how many threads (geo[idx[0]]) take how many units (geo[idx[1]]) of how many
+    items each (geo[idx[2]]); returns the thread count (1: run the serial entry)."""
+    nt = min(_threads(), items) if parallel else 1
+    unit = max(1, -(-items // (nt * per_thread)))
+    geo[list(idx)] = (nt, -(-items // unit), unit)
+    return nt
 
 
 @bind("Conv2D")
@@ -104,36 +126,57 @@ def _prepare_conv(
     scratch: tuple[tuple[tuple[int, ...], str], ...] = ()
     call: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Arrays], None]
 
-    if cg == 1 and groups > 1:  # depthwise (channel multiplier o // groups)
+    if cg == 1 and groups > 1 and o > groups:  # depthwise with a channel multiplier (rare)
         rows = n * int(geo[CK.G_OH])
         geo[CK.G_NCHUNK] = min(_threads(), rows) if fma >= CONV_PAR_MIN_FMA else 1
-        dw_kernel = CK.conv_depthwise_par if geo[CK.G_NCHUNK] > 1 else CK.conv_depthwise_serial
+        mult_kernel = (CK.conv_depthwise_mult_par if geo[CK.G_NCHUNK] > 1
+                       else CK.conv_depthwise_mult_serial)
 
         def pack(w: np.ndarray) -> np.ndarray:
             return _f32(w).reshape(kh, kw, o)
 
         def call(x: np.ndarray, wp: np.ndarray, b: np.ndarray, y: np.ndarray,
                  scr: Arrays) -> None:
-            dw_kernel(x, wp, b, y, geo, code, alpha)
+            mult_kernel(x, wp, b, y, geo, code, alpha)
+    elif cg == 1 and groups > 1:  # depthwise
+        threads = _share_out(geo, _CONV_SPLIT, fma >= CONV_PAR_MIN_FMA, m, _UNITS_PER_THREAD)
+        dw_kernel = CK.conv_depthwise_par if threads > 1 else CK.conv_depthwise_serial
+        taps = CK.patch_offsets(kh, kw, 1, int(geo[CK.G_DH]), int(geo[CK.G_DW]),
+                                int(geo[CK.G_W]), c)
+        scratch = (((_SCHED_LEN,), "int64"),)
+
+        def pack(w: np.ndarray) -> np.ndarray:
+            return _f32(w).reshape(kh * kw, o)
+
+        def call(x: np.ndarray, wp: np.ndarray, b: np.ndarray, y: np.ndarray,
+                 scr: Arrays) -> None:
+            dw_kernel(x, wp, taps, b, y, scr[0], geo, code, alpha)
     else:
         mr, nr = CK.tile_shape(o // groups)
         serial, par = CK.gemm_kernels(mr, nr)
         nblocks = -(-m // mr)
         geo[CK.G_NBLK] = nblocks
-        geo[CK.G_NCHUNK] = min(_threads(), nblocks) if fma >= CONV_PAR_MIN_FMA else 1
-        kernel = par if geo[CK.G_NCHUNK] > 1 else serial
-        hp, wpd = int(geo[CK.G_HP]), int(geo[CK.G_WP])
-        koff = CK.patch_offsets(kh, kw, cg, int(geo[CK.G_DH]), int(geo[CK.G_DW]), wpd, c)
-        padded = bool(geo[CK.G_PAD])
-        if padded:
-            scratch = (((n, hp, wpd, c), "float32"),)
+        ncols = groups * -(-(o // groups) // nr)
+        # threads share out row blocks, or column blocks when those balance the threads
+        # better (few pixels: deep layers at batch 1)
+        split_cols = _imbalance(ncols, _threads()) < _imbalance(nblocks, _threads())
+        geo[CK.G_SPLIT_COLS] = int(split_cols)
+        threads = _share_out(geo, _CONV_SPLIT, fma >= CONV_PAR_MIN_FMA,
+                             ncols if split_cols else nblocks,
+                             1 if split_cols else _UNITS_PER_THREAD)
+        kernel = par if threads > 1 else serial
+        kg = kh * kw * cg
+        koff = CK.patch_offsets(kh, kw, cg, int(geo[CK.G_DH]), int(geo[CK.G_DW]),
+                                int(geo[CK.G_W]), c)
+        kid = np.arange(kg, dtype=np.int64)
+        scratch = (((threads, mr, kg), "float32"), ((_SCHED_LEN,), "int64"))
 
         def pack(w: np.ndarray) -> np.ndarray:
             return CK.pack_weight(w, groups, nr)
 
         def call(x: np.ndarray, wp: np.ndarray, b: np.ndarray, y: np.ndarray,
                  scr: Arrays) -> None:
-            kernel(x, scr[0] if padded else x, wp, koff, b, y, geo, code, alpha)
+            kernel(x, wp, koff, kid, b, y, scr[0], scr[1], geo, code, alpha)
 
     run: RunFn
     if w_const is not None and b_const is not None:
@@ -168,18 +211,21 @@ def _pool_prepare(mode_of: Callable[[Mapping[str, Any]], int]) -> Any:
         kh, kw = (int(v) for v in attrs["pool_size"])
         sh, sw = (int(v) for v in attrs["strides"])
         pt, _, pl, _ = (int(v) for v in attrs["pads"])
-        geo = np.array([n, h, w, c, oh, ow, kh, kw, sh, sw, pt, pl], dtype=np.int64)
+        geo = np.zeros(PK.POOL_GEO_LEN, dtype=np.int64)
+        geo[:12] = (n, h, w, c, oh, ow, kh, kw, sh, sw, pt, pl)
         mode = mode_of(attrs)
         work = n * oh * ow * c * kh * kw
-        nchunks = min(_threads(), n * oh) if work >= POOL_PAR_MIN else 1
-        kernel = PK.pool2d_par if nchunks > 1 else PK.pool2d_serial
+        threads = _share_out(geo, (PK.G_NCHUNK, PK.G_UNITS, PK.G_UNIT), work >= POOL_PAR_MIN,
+                             n * oh, _UNITS_PER_THREAD)
+        kernel = PK.pool2d_par if threads > 1 else PK.pool2d_serial
+        scratch = (((_SCHED_LEN,), "int64"),)
 
-        def run(ins: Arrays, outs: Arrays, scratch: Arrays) -> None:
-            kernel(ins[0], outs[0], geo, mode, nchunks)
+        def run(ins: Arrays, outs: Arrays, scr: Arrays) -> None:
+            kernel(ins[0], outs[0], scr[0], geo, mode)
 
         if not _all_f32(in_types, out_types):
-            return Prepared(_cast_wrapper(run, out_types))
-        return Prepared(run)
+            return Prepared(_cast_wrapper(run, out_types), scratch)
+        return Prepared(run, scratch)
 
     return prepare
 

@@ -84,10 +84,13 @@ def test_conv_activation(activation: str, bias: bool, groups: int) -> None:
     ((3, 20, 20, 16), (1, 1), 64, {}),
     ((2, 32, 32, 32), (3, 3), 32, {"groups": 32, "pads": (1, 1, 1, 1), "activation": "relu6"}),
     ((2, 16, 16, 16), (3, 3), 32, {"groups": 2, "strides": (2, 2), "pads": (0, 1, 0, 1)}),
+    # few pixels, many channels: threads split the output channels
+    ((1, 5, 5, 64), (3, 3), 200, {"pads": (1, 1, 1, 1), "activation": "gelu"}),
+    ((1, 5, 5, 64), (3, 3), 128, {"groups": 2, "pads": (1, 1, 1, 1)}),
 ])
 def test_conv_parallel(x_shape: tuple[int, int, int, int], kernel: tuple[int, int],
                        out_ch: int, attrs: dict[str, Any]) -> None:
-    """Shapes big enough for the prange kernels; same numbers as the serial path."""
+    """Shapes big enough for the prange kernels (chunked by pixels or by channels)."""
     groups = attrs.get("groups", 1)
     n, h, w_, c = x_shape
     assert n * h * w_ * kernel[0] * kernel[1] * (c // groups) * out_ch >= CONV_PAR_MIN_FMA
@@ -172,3 +175,39 @@ def test_conv_matches_onnxruntime() -> None:
     attrs = {"strides": (2, 1), "dilations": (1, 2), "pads": (pt, pb, pl, pr), "groups": 2}
     (got,) = run_op("Conv2D", "conv", [x, w, b], attrs, const=[False, True, True])
     np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
+
+
+def test_conv_concurrent_runs() -> None:
+    """One prepared conv run from several threads at once, each with its own buffers."""
+    import threading
+
+    from engine.executor.binding import binding_for
+    from engine.ir import TensorType, schema_for
+
+    x_shape, w_shape = (2, 12, 12, 16), (3, 3, 16, 32)
+    attrs = schema_for("Conv2D").resolve_attrs({"pads": (1, 1, 1, 1), "activation": "relu"}, "t")
+    in_types = [TensorType("float32", x_shape), TensorType("float32", w_shape)]
+    out_types = schema_for("Conv2D").infer(in_types, attrs)
+    _, w, _ = _case(x_shape, (3, 3), 32, seed=6)
+    prepared = binding_for("Conv2D")(attrs, in_types, out_types, [None, w])
+    xs = [_case(x_shape, (3, 3), 32, seed=10 + i)[0] for i in range(4)]
+    wants = [ref_conv2d(x, w, None, pads=(1, 1, 1, 1), activation_name="relu") for x in xs]
+    errors: list[Exception] = []
+
+    def worker(i: int) -> None:
+        try:
+            y = np.empty(out_types[0].shape, dtype=np.float32)
+            scratch = [np.empty(s, dtype=d) for s, d in prepared.scratch]
+            for _ in range(20):
+                y[:] = np.nan
+                prepared.run([xs[i]], [y], scratch)
+                np.testing.assert_allclose(y, wants[i], rtol=RTOL, atol=ATOL)
+        except Exception as e:  # reported by the main thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors[0]
