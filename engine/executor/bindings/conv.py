@@ -9,6 +9,7 @@ to float32 around the same kernels.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -26,14 +27,29 @@ __all__ = ["CONV_PAR_MIN_FMA", "POOL_PAR_MIN"]
 Arrays = Sequence[np.ndarray]
 RunFn = Callable[[Arrays, Arrays, Arrays], None]
 
-# Work from which the prange kernels win on 2 cores (waking the pool costs a few us, and a
-# parallel region stalls when the other core is busy): multiply-adds for Conv2D, input
-# elements read for pooling.
-CONV_PAR_MIN_FMA = 1 << 18
-POOL_PAR_MIN = 1 << 15
+
+
+def _workers_spin() -> bool:
+    """Whether numba's OpenMP workers spin a while between kernels (GOMP_SPINCOUNT > 0, or
+    OMP_WAIT_POLICY=active) instead of sleeping at once (engine default: PASSIVE)."""
+    spin = os.environ.get("GOMP_SPINCOUNT", "").strip().lower()
+    if spin:
+        return spin == "infinite" or (spin.isdigit() and int(spin) > 0)
+    return os.environ.get("OMP_WAIT_POLICY", "").strip().lower() != "passive"
+
+
+# Work from which the prange kernels win on 2 cores: multiply-adds for Conv2D, input
+# elements read for pooling. Measured: with spinning workers a parallel region costs ~1.5 us
+# and pays off from ~5 us of work. With sleeping ones every region wakes a worker (~35 us
+# here), and the kernel often finds it placed on its own core until the scheduler moves it:
+# a conv of up to ~350 us ran no faster in parallel, a 2.9 ms one took 1.6 ms.
+_SPINNING = _workers_spin()
+CONV_PAR_MIN_FMA = 1 << 18 if _SPINNING else 1 << 24
+POOL_PAR_MIN = 1 << 15 if _SPINNING else 1 << 21
 # Parallel kernels hand out work in small units from an atomic counter: the calling thread
-# starts at once and sleeping workers join as they wake (OMP_WAIT_POLICY=PASSIVE), instead
-# of everyone waiting for the last static chunk. Units per thread, and the counter's scratch.
+# starts at once and a worker joins when it wakes, instead of everyone waiting for the last
+# static chunk (and a thread slowed by other load does less). Units per thread; the
+# counter's scratch.
 _UNITS_PER_THREAD = 6
 _SCHED_LEN = 8
 _CONV_SPLIT = (CK.G_NCHUNK, CK.G_UNITS, CK.G_UNIT)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.executor.bindings.conv import CONV_PAR_MIN_FMA
+import engine.executor.bindings.conv as conv_binding
 from engine.kernels.reference.conv import conv2d as ref_conv2d
 from tests.unit.kernels.harness import run_op
 
@@ -89,12 +89,10 @@ def test_conv_activation(activation: str, bias: bool, groups: int) -> None:
     ((1, 5, 5, 64), (3, 3), 128, {"groups": 2, "pads": (1, 1, 1, 1)}),
 ])
 def test_conv_parallel(x_shape: tuple[int, int, int, int], kernel: tuple[int, int],
-                       out_ch: int, attrs: dict[str, Any]) -> None:
-    """Shapes big enough for the prange kernels (chunked by pixels or by channels)."""
-    groups = attrs.get("groups", 1)
-    n, h, w_, c = x_shape
-    assert n * h * w_ * kernel[0] * kernel[1] * (c // groups) * out_ch >= CONV_PAR_MIN_FMA
-    x, w, b = _case(x_shape, kernel, out_ch, groups, seed=2)
+                       out_ch: int, attrs: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The prange kernels (chunked by pixels or by channels), whatever the size threshold."""
+    monkeypatch.setattr(conv_binding, "CONV_PAR_MIN_FMA", 0)
+    x, w, b = _case(x_shape, kernel, out_ch, attrs.get("groups", 1), seed=2)
     _check(x, w, b, dict(attrs))
 
 
@@ -177,10 +175,11 @@ def test_conv_matches_onnxruntime() -> None:
     np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
 
 
-def test_conv_concurrent_runs() -> None:
-    """One prepared conv run from several threads at once, each with its own buffers."""
+def test_conv_concurrent_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One prepared (parallel) conv run from several threads at once, own buffers each."""
     import threading
 
+    monkeypatch.setattr(conv_binding, "CONV_PAR_MIN_FMA", 0)
     from engine.executor.binding import binding_for
     from engine.ir import TensorType, schema_for
 
@@ -196,7 +195,7 @@ def test_conv_concurrent_runs() -> None:
 
     def worker(i: int) -> None:
         try:
-            y = np.empty(out_types[0].shape, dtype=np.float32)
+            y = np.empty(tuple(int(d) for d in out_types[0].shape), dtype=np.float32)
             scratch = [np.empty(s, dtype=d) for s, d in prepared.scratch]
             for _ in range(20):
                 y[:] = np.nan

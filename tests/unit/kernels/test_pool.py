@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.executor.bindings.conv import POOL_PAR_MIN
+import engine.executor.bindings.conv as conv_binding
 from engine.kernels.reference import conv as ref
 from tests.unit.kernels.harness import run_op
 
@@ -71,18 +71,22 @@ def test_max_pool_ignores_padding() -> None:
 
 
 @pytest.mark.parametrize("op", ["MaxPool2D", "AvgPool2D"])
-def test_pool_parallel(op: str) -> None:
-    x = _x((4, 32, 32, 16), seed=1)
+def test_pool_parallel(op: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The prange kernel, whatever the size threshold; 40 channels: a tile and a tail."""
+    monkeypatch.setattr(conv_binding, "POOL_PAR_MIN", 0)
+    x = _x((3, 17, 19, 40), seed=1)
     attrs = {"pool_size": (3, 3), "strides": (2, 2), "pads": (1, 1, 1, 1),
              "count_include_pad": op == "AvgPool2D"}
-    assert x.size * 9 // 4 >= POOL_PAR_MIN
     _check_pool(op, x, attrs)
 
 
 @pytest.mark.parametrize("keepdims", [False, True])
 @pytest.mark.parametrize("op", ["GlobalAvgPool2D", "GlobalMaxPool2D"])
 @pytest.mark.parametrize("x_shape", [(1, 5, 7, 3), (3, 4, 4, 16), (8, 32, 32, 8), (2, 1, 1, 5)])
-def test_global_pool(op: str, keepdims: bool, x_shape: tuple[int, int, int, int]) -> None:
+def test_global_pool(op: str, keepdims: bool, x_shape: tuple[int, int, int, int],
+                     monkeypatch: pytest.MonkeyPatch) -> None:
+    if x_shape[0] == 8:  # also through the prange kernel
+        monkeypatch.setattr(conv_binding, "POOL_PAR_MIN", 0)
     x = _x(x_shape, seed=2)
     (got,) = run_op(op, "conv", [x], {"keepdims": keepdims})
     fn = ref.global_avg_pool2d if op == "GlobalAvgPool2D" else ref.global_max_pool2d
