@@ -24,19 +24,25 @@ import numpy as np
 import orjson
 from fastapi import APIRouter, FastAPI
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import Receive, Scope, Send
 
 from engine import Signature, TensorSpec, dtypes
 from service.batching.jsondecode import decode_json
-from service.errors import InvalidArgument, NotFound, PayloadTooLarge
+from service.errors import InvalidArgument, NotFound
 from service.inference import Inference, InferResult, as_array
-from service.protocol.errors import error_body, error_headers, error_response, status_for
+from service.protocol.asgi import (
+    Disconnected,
+    JsonResponse,
+    PostRoute,
+    read_body,
+    send_bytes,
+    send_error,
+)
+from service.protocol.errors import error_body
 
 __all__ = ["VerbRoute", "install", "metadata_json", "parse_version", "status_router"]
 
 _VERBS = frozenset(("predict", "classify", "regress"))
-_JSON_HEADERS = [(b"content-type", b"application/json")]
 _OPTS = orjson.OPT_SERIALIZE_NUMPY
 
 # name, then optional /versions/<v> or /labels/<l>, then :verb. Names and labels hold no '/'
@@ -288,108 +294,36 @@ def _encode_regress(result: InferResult) -> bytes:
 # ---------------------------------------------------------------------------- hot route
 
 
-class _Disconnected(Exception):
-    pass
-
-
-async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    """The whole body, refusing (413) before reading it when Content-Length is too big and
-    as soon as a chunked body passes the limit."""
-    for key, value in scope["headers"]:
-        if key == b"content-length":
-            try:
-                declared = int(value)
-            except ValueError:
-                raise InvalidArgument("invalid Content-Length header") from None
-            if declared > limit:
-                raise PayloadTooLarge(
-                    f"request body of {declared} bytes exceeds the limit of {limit} bytes"
-                )
-            break
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _Disconnected
-        chunk = message.get("body", b"")
-        if chunk:
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
-            chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-async def _send(
-    send: Send, status: int, body: bytes, headers: Mapping[str, str] | None = None
-) -> None:
-    raw = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode("latin-1"))]
-    if headers:
-        raw += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _send_error(send: Send, exc: BaseException) -> None:
-    status = status_for(exc)
-    if status == 500:
-        resp = error_response(exc)  # logs the traceback, hides internals
-        await _send(send, 500, bytes(resp.body))
-        return
-    message = getattr(exc, "message", None) or str(exc)
-    await _send(send, status, error_body(message), error_headers(exc, status))
-
-
-class VerbRoute(BaseRoute):
+class VerbRoute(PostRoute):
     """``POST .../{name}[/versions/{v}|/labels/{l}]:{predict,classify,regress}`` as raw ASGI.
 
     Placed first in the app's routes so the router tries one regex before anything else.
     """
 
     def __init__(self, inference: Inference, max_request_bytes: int) -> None:
+        super().__init__(_VERB_PATH, "/v1/models/{name}:{verb}", "v1_verb")
         self.inference = inference
         self.max_request_bytes = max_request_bytes
-        self.path = "/v1/models/{name}:{verb}"
-        self.name = "v1_verb"
-        self.include_in_schema = False
-
-    def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        if scope["type"] != "http":
-            return Match.NONE, {}
-        m = _VERB_PATH.match(scope["path"])
-        if m is None:
-            return Match.NONE, {}
-        # FULL for every method: the 405 comes from here, not a GET route that would
-        # take "name:predict" for a model name.
-        return Match.FULL, {"path_params": m.groupdict()}
-
-    def url_path_for(self, name: str, /, **path_params: Any) -> Any:
-        raise NoMatchFound(name, path_params)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["method"] != "POST":
-            msg = f"method {scope['method']} not allowed for {scope['path']}; use POST"
-            await _send(send, 405, error_body(msg), {"allow": "POST"})
+        if await self.refuse_unless_post(scope, send):
             return
         params = scope["path_params"]
         if params["verb"] not in _VERBS:
             msg = (f"unknown method ':{params['verb']}' in {scope['path']}; expected :predict, "
                    f":classify or :regress")
-            await _send(send, 404, error_body(msg))
+            await send_bytes(send, 404, error_body(msg))
             return
         try:
-            body = await _read_body(scope, receive, self.max_request_bytes)
+            body = await read_body(scope, receive, self.max_request_bytes)
             doc = _parse_json(body)
             out = await self._dispatch(params, doc)
-        except _Disconnected:
+        except Disconnected:
             return
         except Exception as exc:  # every error goes out as {"error": ...}
-            await _send_error(send, exc)
+            await send_error(send, exc)
             return
-        await _send(send, 200, out)
+        await send_bytes(send, 200, out)
 
     async def _dispatch(self, params: dict[str, Any], doc: dict[str, Any]) -> bytes:
         name = params["name"]
@@ -453,13 +387,6 @@ def metadata_json(name: str, version: int, signatures: Mapping[str, Signature]) 
     }
 
 
-class _Json(Response):
-    media_type = "application/json"
-
-    def render(self, content: Any) -> bytes:
-        return orjson.dumps(content, option=_OPTS)
-
-
 _STATUS_EXAMPLE = {
     "model_version_status": [
         {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
@@ -478,12 +405,12 @@ def status_router(manager: Any) -> APIRouter:
         entries = manager.status(name, version, label)
         if not entries:
             raise NotFound(f"model {name!r} has no versions")
-        return _Json({"model_version_status": [e.to_json() for e in entries]})
+        return JsonResponse({"model_version_status": [e.to_json() for e in entries]})
 
     def metadata(name: str, version: int | None, label: str | None) -> Response:
         with manager.acquire(name, version, label) as handle:
             signatures = handle.model.signatures
-            return _Json(metadata_json(handle.name, handle.version, signatures))
+            return JsonResponse(metadata_json(handle.name, handle.version, signatures))
 
     @router.get("/{name}", responses=ok, summary="Model status (every version)")
     async def model_status(name: str) -> Response:

@@ -18,24 +18,29 @@ import time
 import zlib
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, FastAPI
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import Receive, Scope, Send
 
 import engine
 from service.config import Settings
 from service.errors import InvalidArgument, PayloadTooLarge, Unavailable
 from service.inference import Inference
-from service.protocol.errors import error_body
+from service.protocol.asgi import (
+    Disconnected,
+    JsonResponse,
+    PostRoute,
+    read_body,
+    send_bytes,
+    send_error,
+)
 from service.protocol.repository import (
     InferStats,
     failed_version,
     models_router,
     repository_router,
 )
-from service.protocol.v1 import _Disconnected, _read_body, _send_error, parse_version
+from service.protocol.v1 import parse_version
 from service.protocol.v2_binary import encode_response, parse_request
 
 __all__ = ["EXTENSIONS", "InferRoute", "health_router", "install"]
@@ -91,47 +96,25 @@ def _headers(scope: Scope) -> tuple[int | None, bytes]:
 
 async def _send(send: Send, status: int, body: bytes, header_length: int | None) -> None:
     if header_length is None:
-        headers = [(b"content-type", b"application/json")]
+        await send_bytes(send, status, body)
     else:
-        headers = [(b"content-type", b"application/octet-stream"),
-                   (_HEADER_LEN, str(header_length).encode("latin-1"))]
-    headers.append((b"content-length", str(len(body)).encode("latin-1")))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+        await send_bytes(send, status, body, [(_HEADER_LEN, str(header_length).encode("latin-1"))],
+                         content_type=b"application/octet-stream")
 
 
-class InferRoute(BaseRoute):
+class InferRoute(PostRoute):
     """``POST /v2/models/{m}[/versions/{v}|/labels/{l}]/infer`` as raw ASGI."""
 
     def __init__(self, inference: Inference, manager: Any, stats: InferStats,
                  max_request_bytes: int) -> None:
+        super().__init__(_INFER_PATH, "/v2/models/{name}/infer", "v2_infer")
         self.inference = inference
         self.manager = manager
         self.stats = stats
         self.max_request_bytes = max_request_bytes
-        self.path = "/v2/models/{name}/infer"
-        self.name = "v2_infer"
-        self.include_in_schema = False
-
-    def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        if scope["type"] != "http":
-            return Match.NONE, {}
-        m = _INFER_PATH.match(scope["path"])
-        if m is None:
-            return Match.NONE, {}
-        return Match.FULL, {"path_params": m.groupdict()}
-
-    def url_path_for(self, name: str, /, **path_params: Any) -> Any:
-        raise NoMatchFound(name, path_params)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["method"] != "POST":
-            body = error_body(f"method {scope['method']} not allowed for {scope['path']}; "
-                              "use POST")
-            await send({"type": "http.response.start", "status": 405, "headers": [
-                (b"content-type", b"application/json"), (b"allow", b"POST"),
-                (b"content-length", str(len(body)).encode("latin-1"))]})
-            await send({"type": "http.response.body", "body": body})
+        if await self.refuse_unless_post(scope, send):
             return
         params = scope["path_params"]
         name, label = params["name"], params.get("label")
@@ -139,11 +122,11 @@ class InferRoute(BaseRoute):
         try:
             version = parse_version(params["version"]) if params.get("version") else None
         except InvalidArgument as exc:  # not counted: no version to count it against
-            await _send_error(send, exc)
+            await send_error(send, exc)
             return
         try:
             header_length, encoding = _headers(scope)
-            body = await _read_body(scope, receive, self.max_request_bytes)
+            body = await read_body(scope, receive, self.max_request_bytes)
             if encoding:
                 body = _decompress(body, encoding, self.max_request_bytes)
             req = parse_request(body, header_length)
@@ -156,24 +139,17 @@ class InferRoute(BaseRoute):
             t2 = time.perf_counter_ns()
             out, out_header = encode_response(result.name, result.version, result.outputs,
                                               req.id, req.outputs, req.binary_output)
-        except _Disconnected:
+        except Disconnected:
             return
         except Exception as exc:  # every error goes out as {"error": ...}
             failed = failed_version(self.manager, name, version, label)
             if failed is not None:
                 self.stats.fail(name, failed, time.perf_counter_ns() - t0)
-            await _send_error(send, exc)
+            await send_error(send, exc)
             return
         await _send(send, 200, out, out_header)
         self.stats.success(result.name, result.version, req.batch_size, t0, t1, t2,
                            time.perf_counter_ns())
-
-
-class _Json(Response):
-    media_type = "application/json"
-
-    def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)
 
 
 def health_router(manager: Any) -> APIRouter:
@@ -182,12 +158,12 @@ def health_router(manager: Any) -> APIRouter:
 
     @router.get("", summary="Server metadata")
     async def server_metadata() -> Response:
-        return _Json({"name": "numbaserve", "version": engine.__version__,
+        return JsonResponse({"name": "numbaserve", "version": engine.__version__,
                       "extensions": EXTENSIONS})
 
     @router.get("/health/live", summary="Liveness")
     async def live() -> Response:
-        return _Json({"live": True})
+        return JsonResponse({"live": True})
 
     @router.get("/health/ready", summary="Readiness: every model has an AVAILABLE version",
                 responses={503: {"description": "Some model is not ready yet"}})
@@ -195,7 +171,7 @@ def health_router(manager: Any) -> APIRouter:
         if not manager.ready():
             waiting = sorted(m.name for m in manager.models() if not m.ready)
             raise Unavailable(f"not ready: no AVAILABLE version yet for {waiting or 'the server'}")
-        return _Json({"ready": True})
+        return JsonResponse({"ready": True})
 
     return router
 
