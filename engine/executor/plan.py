@@ -72,9 +72,11 @@ class Plan:
         self._arena_views = arena_views
         self._arena_sizes = arena_sizes
         self._outputs = outputs
+        # one buffer per _OUTPUT slot index (inputs/constants returned as outputs have none)
+        produced = {slot.index: name for name, slot in outputs if slot.kind == _OUTPUT}
         self._out_specs = [
-            (tuple(int(d or 0) for d in types[name].shape), types[name].dtype)
-            for name, _ in outputs
+            (tuple(int(d or 0) for d in types[produced[i]].shape), types[produced[i]].dtype)
+            for i in range(len(produced))
         ]
         self._pool: list[_Arena] = []
         self._lock = threading.Lock()
@@ -107,9 +109,9 @@ class Plan:
                     [arena.views[i] for i in step.scratch],
                 )
             result = {}
-            for (name, slot), out in zip(self._outputs, outputs, strict=True):
+            for name, slot in self._outputs:
                 if slot.kind == _OUTPUT:
-                    result[name] = out
+                    result[name] = outputs[slot.index]
                 else:  # an output that is an input or constant as is
                     result[name] = np.array(tables[slot.kind][slot.index], copy=True)
             return result
