@@ -19,7 +19,7 @@ COPY engine/ engine/
 COPY service/ service/
 
 # The same install and warm commands as `make serve` (tests/integration/test_docker.py).
-RUN python -m pip install -e .
+RUN python -m pip install -e ".[importers]"
 USER 10001:10001
 # Compile every kernel into NUMBASERVE_CACHE_DIR now, not on the first request.
 RUN numbaserve warm

@@ -13,11 +13,12 @@ $(BIN)/python:
 
 # The Dockerfile runs the same install and warm commands (tests/integration/test_docker.py).
 $(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(PIP) install -e .
+	$(PIP) install -e ".[importers]"
 	touch $@
 
-$(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP) install -e ".[test]"
+# constraints/test.txt pins torch to its CPU build (see the file).
+$(VENV)/.installed-test: $(VENV)/.installed constraints/test.txt
+	$(PIP) install -e ".[test]" -c constraints/test.txt
 	touch $@
 
 install: $(VENV)/.installed

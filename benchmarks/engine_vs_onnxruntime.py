@@ -1,13 +1,17 @@
 """numbaserve's engine against onnxruntime on five models, same weights, 2 threads each.
 
     .venv/bin/python -m benchmarks.engine_vs_onnxruntime [--quick] [--models seed,mlp,...]
-        [--profile N] [--no-startup]
+        [--profile N] [--no-startup] [--imported]
 
 For every (model, batch) row: checks that both agree (max abs diff; fails if it exceeds 1e-3
 of the output's magnitude), times both interleaved (median), and prints a markdown table with
 the ratio numbaserve / onnxruntime, its geometric mean and the worst row. Then the first-call
 compile time with a cold numba cache and the load time with a warm one (fresh subprocesses),
 and with ``--profile N`` a per-op breakdown of the N worst rows, ours and onnxruntime's.
+
+``--imported`` adds the importer rows (benchmarks/imported_models.py, needs torch and
+transformers): models exported by torch.onnx.export, the same .onnx file read by onnxruntime and
+by ``engine.load``; they can also be named in --models / --rows (torch_resnet18, torch_bert).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ import onnxruntime as ort  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 import engine  # noqa: E402
+from benchmarks.imported_models import IMPORTED_BENCHMARKS  # noqa: E402
 from benchmarks.models import BENCHMARKS  # noqa: E402
 from benchmarks.twin import Twin, TwinModel  # noqa: E402
 
@@ -71,7 +76,7 @@ class Row:
         return self.ours_ms / self.ort_ms
 
 
-def ort_session(model: TwinModel, profile: bool = False) -> ort.InferenceSession:
+def ort_session(model: TwinModel | Path, profile: bool = False) -> ort.InferenceSession:
     so = ort.SessionOptions()
     so.intra_op_num_threads = THREADS
     so.inter_op_num_threads = 1
@@ -80,8 +85,8 @@ def ort_session(model: TwinModel, profile: bool = False) -> ort.InferenceSession
     if profile:
         so.enable_profiling = True
         so.profile_file_prefix = os.path.join(tempfile.mkdtemp(), "ort")
-    return ort.InferenceSession(model.onnx_model.SerializeToString(), so,
-                                providers=["CPUExecutionProvider"])
+    src = str(model) if isinstance(model, Path) else model.onnx_model.SerializeToString()
+    return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
 
 
 def machine() -> str:
@@ -156,6 +161,12 @@ def bench_row(name: str, tm: TwinModel, model: engine.Model, sess: ort.Inference
         return Row(name, batch, math.nan, math.nan, math.nan, math.nan, 0,
                    f"{type(exc).__name__}: {exc}")
     theirs = tm.from_onnx(sess.run(outs, ofeeds)[0])
+    return _measure(name, batch, ours, theirs, lambda: model.run(feeds),
+                    lambda: sess.run(outs, ofeeds), quick)
+
+
+def _measure(name: str, batch: int, ours: np.ndarray, theirs: np.ndarray,
+             run_ours: Callable[[], Any], run_theirs: Callable[[], Any], quick: bool) -> Row:
     if ours.shape != theirs.shape:
         return Row(name, batch, math.nan, math.nan, math.nan, math.nan, 0,
                    f"MISMATCH: output shapes {ours.shape} (ours) vs {theirs.shape}")
@@ -163,10 +174,41 @@ def bench_row(name: str, tm: TwinModel, model: engine.Model, sess: ort.Inference
     rel = diff / max(float(np.max(np.abs(theirs))), 1e-30)
     err = "" if rel <= RTOL else f"MISMATCH: max abs diff {diff:.3g} ({rel:.3g} relative)"
     a, b = _timed_pair(
-        lambda: model.run(feeds), lambda: sess.run(outs, ofeeds),
+        run_ours, run_theirs,
         target_s=0.25 if quick else 1.0, min_runs=5 if quick else 20, warmup=2 if quick else 5)
     return Row(name, batch, float(np.median(b)) * 1e3, float(np.median(a)) * 1e3, diff, rel,
                len(a), err, float(b.min()) * 1e3, float(a.min()) * 1e3)
+
+
+def imported_rows(name: str, batches: Sequence[int], quick: bool) -> list[Row]:
+    """An importer row: a torch-exported model, the same .onnx file loaded by onnxruntime and
+    by engine.load; compared on its first output, timed on all of them."""
+    from benchmarks.imported_models import EXPORTS, IMPORTED_BENCHMARKS, export
+
+    key, seq, _ = IMPORTED_BENCHMARKS[name]
+    spec = EXPORTS[key]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = export(spec, Path(tmp))
+        sess = ort_session(path)
+        try:
+            model = engine.load(path)
+        except Exception as exc:
+            return [Row(name, b, math.nan, math.nan, math.nan, math.nan, 0,
+                        f"{type(exc).__name__}: {exc}") for b in batches]
+    rows = []
+    for b in batches:
+        feeds = spec.feeds(b, seq, 1)
+        out = spec.outputs[0]
+        try:
+            ours = model.run(feeds)[out]
+        except Exception as exc:
+            rows.append(Row(name, b, math.nan, math.nan, math.nan, math.nan, 0,
+                            f"{type(exc).__name__}: {exc}"))
+            continue
+        theirs = sess.run([out], feeds)[0]
+        rows.append(_measure(name, b, ours, theirs, lambda f=feeds: model.run(f),
+                             lambda f=feeds: sess.run(None, f), quick))
+    return rows
 
 
 def _fmt_ms(v: float) -> str:
@@ -465,19 +507,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="also time each distinct conv layer alone at these batch sizes, "
                     "e.g. 1,16")
     ap.add_argument("--no-startup", action="store_true", help="skip the startup subprocesses")
+    ap.add_argument("--imported", action="store_true", help="add the importer rows: "
+                    f"{', '.join(IMPORTED_BENCHMARKS)} (torch-exported .onnx files)")
     args = ap.parse_args(argv)
     global ORT_SPINNING
     ORT_SPINNING = args.ort_spinning
     names = [n.strip() for n in args.models.split(",") if n.strip()]
+    if args.imported:
+        names += [n for n in IMPORTED_BENCHMARKS if n not in names]
     wanted: dict[str, tuple[int, ...]] = {}
     for item in filter(None, (r.strip() for r in args.rows.split(","))):
         model_name, _, batch = item.partition(":")
         wanted[model_name] = (*wanted.get(model_name, ()), int(batch))
     if wanted:
         names = list(wanted)
-    unknown = sorted(set(names) - set(BENCHMARKS))
+    unknown = sorted(set(names) - set(BENCHMARKS) - set(IMPORTED_BENCHMARKS))
     if unknown:
-        ap.error(f"unknown model(s) {unknown}; choose from {sorted(BENCHMARKS)}")
+        ap.error(f"unknown model(s) {unknown}; choose from "
+                 f"{sorted(BENCHMARKS) + sorted(IMPORTED_BENCHMARKS)}")
     numba.set_num_threads(THREADS)
     rows: list[Row] = []
     built: dict[str, tuple[TwinModel, engine.Model]] = {}
@@ -486,6 +533,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(machine())
         print(f"command: python -m benchmarks.engine_vs_onnxruntime {' '.join(sys.argv[1:])}\n")
         for name in names:
+            if name in IMPORTED_BENCHMARKS:
+                batches = IMPORTED_BENCHMARKS[name][2]
+                if args.batches:
+                    batches = tuple(int(b) for b in args.batches.split(","))
+                for row in imported_rows(name, wanted.get(name, batches), args.quick):
+                    rows.append(row)
+                    print(f"  {name} b{row.batch}: onnxruntime {_fmt_ms(row.ort_ms)} ms, "
+                          f"numbaserve {_fmt_ms(row.ours_ms)} ms {row.error}",
+                          file=sys.stderr, flush=True)
+                continue
             builder, batches = BENCHMARKS[name]
             if args.batches:
                 batches = tuple(int(b) for b in args.batches.split(","))
@@ -518,7 +575,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.conv_layers:
             conv_layers([int(b) for b in args.conv_layers.split(",")], args.quick)
         if args.profile:
-            ok = sorted((r for r in rows if not math.isnan(r.ours_ms)), key=lambda r: -r.ratio)
+            ok = sorted((r for r in rows if not math.isnan(r.ours_ms) and r.model in built),
+                        key=lambda r: -r.ratio)
             for r in ok[: args.profile]:
                 tm, model = built[r.model]
                 reps = max(10, min(200, int((0.25 if args.quick else 1.0) / (r.ours_ms / 1e3))))

@@ -5,6 +5,7 @@ from engine import dtypes, errors
 from engine.ir import Graph, Node, TensorType
 from engine.loader import compile_graph, load, save
 from engine.model import DEFAULT_SIGNATURE, Model, Signature, TensorSpec
+from engine.quantize import convert
 from engine.warm import warm
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "TensorSpec",
     "TensorType",
     "compile_graph",
+    "convert",
     "dtypes",
     "errors",
     "load",

@@ -9,6 +9,7 @@ from types import MappingProxyType
 
 from engine.errors import EngineError, ModelFormatError
 from engine.format import read_model_dir, write_model_dir
+from engine.importers import find_foreign_file, import_file
 from engine.ir import Graph, verify
 from engine.model import Model, Signature, default_signatures
 from engine.passes import optimize
@@ -46,15 +47,26 @@ def compile_graph(
 
 
 def load(path: str | os.PathLike[str], *, optimize_graph: bool = True) -> Model:
-    """Read, verify and optimize a version directory. Never returns a partial model."""
+    """Read, verify and optimize a version directory (ours, or one holding a model.onnx /
+    model.keras / model.h5 / model.tflite), or such a file itself. Never returns a partial model."""
     root = Path(path)
-    raw = read_model_dir(root)
-    where = str(root / "model.json")
-    try:
-        graph = verify(raw.graph)
-    except EngineError as exc:
-        raise type(exc)(f"{where}: {exc}") from None
-    sigs = _signatures(raw.signatures, graph, where)
+    foreign = find_foreign_file(root)
+    if foreign is not None and not (root / "model.json").is_file():
+        imported = import_file(foreign)
+        where = str(foreign)
+        try:
+            graph = verify(imported.graph)
+        except EngineError as exc:
+            raise type(exc)(f"{where}: {exc}") from None
+        sigs = dict(imported.signatures) if imported.signatures else default_signatures(graph)
+    else:
+        raw = read_model_dir(root)
+        where = str(root / "model.json")
+        try:
+            graph = verify(raw.graph)
+        except EngineError as exc:
+            raise type(exc)(f"{where}: {exc}") from None
+        sigs = _signatures(raw.signatures, graph, where)
     if optimize_graph:
         graph = optimize(graph)
     return Model(graph, MappingProxyType(sigs), str(root))

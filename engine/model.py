@@ -13,7 +13,11 @@ import numpy as np
 from engine.dtypes import canonical
 from engine.errors import DTypeError, InputError, ShapeError
 from engine.executor import Plan, build_plan
-from engine.ir import Graph, Shape
+from engine.ir import Graph, Shape, TensorType
+from engine.passes import optimize
+from engine.passes.specialize import needs_specialize, specialize
+
+MAX_PLANS = 128  # per model: distinct input shapes whose plans stay cached
 
 __all__ = ["TensorSpec", "Signature", "Model", "DEFAULT_SIGNATURE"]
 
@@ -110,9 +114,21 @@ class Model:
             with self._lock:
                 plan = self._plans.get(key)
                 if plan is None:
-                    plan = build_plan(self.graph, {n: feeds[n].shape for n in feeds})
+                    plan = build_plan(self._graph_for(feeds), {n: feeds[n].shape for n in feeds})
+                    if len(self._plans) >= MAX_PLANS:
+                        # models with dynamic sequence lengths would otherwise keep one plan
+                        # (and its arenas) per shape ever seen; drop the oldest
+                        self._plans.pop(next(iter(self._plans)))
                     self._plans[key] = plan
         return plan
+
+    def _graph_for(self, feeds: Mapping[str, np.ndarray]) -> Graph:
+        """The graph to plan for these feeds: shape arithmetic (imported models) folded for
+        their concrete shapes; the graph itself when it has none."""
+        if not needs_specialize(self.graph):
+            return self.graph
+        concrete = {n: TensorType(t.dtype, tuple(feeds[n].shape)) for n, t in self.graph.inputs}
+        return optimize(specialize(self.graph, concrete))
 
     def check_feeds(
         self, feeds: Mapping[str, Any], signature: str | None = None

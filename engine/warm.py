@@ -7,7 +7,7 @@ server started afterwards loads machine code instead of compiling on its first r
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -18,11 +18,11 @@ from engine.ir import SCHEMAS, Graph, Node, TensorType, verify
 __all__ = ["EXAMPLES", "warm"]
 
 F = "float32"
-# op -> list of (inputs as (shape, dtype, is_constant), attrs)
-Example = tuple[list[tuple[tuple[int, ...], str, bool]], dict[str, Any]]
+# op -> list of (inputs as (shape, dtype, is_constant) or a constant's value, attrs)
+Example = tuple[Sequence[tuple[tuple[int, ...], str, bool] | np.ndarray], Mapping[str, Any]]
 _ACTS = ("linear", "relu", "relu6", "sigmoid", "tanh", "leaky_relu", "gelu", "gelu_tanh")
 
-EXAMPLES: dict[str, list[Example]] = {
+EXAMPLES: dict[str, Sequence[Example]] = {
     "Conv2D": [
         ([((2, 8, 8, 4), F, False), ((3, 3, 4, 8), F, True), ((8,), F, True)],
          {"pads": (1, 1, 1, 1), "activation": a}) for a in _ACTS
@@ -65,7 +65,75 @@ EXAMPLES: dict[str, list[Example]] = {
     "Not": [([((2, 3), "bool", False)], {})],
     "Clip": [([((2, 3), F, False)], {"min": 0.0, "max": 1.0})],
 }
-for _op in ("ReduceMean", "ReduceSum", "ReduceMax"):
+I8, I64 = "int8", "int64"
+
+
+def _i64(*values: int) -> np.ndarray:
+    return np.array(values, np.int64)
+
+
+_Q = {"x_scale": 0.05, "x_zero_point": 3, "y_scale": 0.1, "y_zero_point": -2}
+EXAMPLES.update({
+    "LRN": [([((2, 4, 4, 8), F, False)], {"size": 3}),
+            ([((2, 8, 4, 4), F, False)], {"size": 5, "axis": 1})],
+    # n in {2, 9}: the two kernel paths (per-row and blocked)
+    "LSTMSeq": [([((n, 5, 4), F, False), ((4, 32), F, True), ((8, 32), F, True),
+                  ((32,), F, True)] + [((n, 8), F, False)] * states, {"reverse": r})
+                for n in (2, 9) for r in (False, True) for states in (0, 2)],
+    "GRUSeq": [([((n, 5, 4), F, False), ((4, 24), F, True), ((8, 24), F, True),
+                 ((2, 24), F, True)], {"reset_after": r})
+               for n in (2, 9) for r in (True, False)],
+    "Shape": [([((2, 3, 4), F, False)], {})],
+    "DynamicReshape": [([((2, 3, 4), F, False), _i64(0, -1)], {})],
+    "DynamicSlice": [([((2, 6, 4), F, False), _i64(1), _i64(5), _i64(1)], {})],
+    "Expand": [([((3, 1), F, False), _i64(2, 3, 4)], {})],
+    "Tile": [([((2, 3), F, False), _i64(2, 2)], {})],
+    "Range": [([np.array(v, dt) for v in (0, 7, 2)], {}) for dt in (np.int64, np.float32)],
+    "ConstantOfShape": [([_i64(2, 3)], {"value": 1.0})],
+    "Mod": [([((2, 3), I64, False), _i64(1, 2, 3)], {}),
+            ([((2, 3), F, False), np.array([1.5, 2.0, 3.0], np.float32)], {"fmod": 1})],
+    "Quantize": [([((2, 3, 4), F, False)], {"scale": 0.1, "zero_point": 3})],
+    "Dequantize": [([((2, 3, 4), I8, False)], {"scale": 0.1, "zero_point": 3})],
+    "QConv2D": [([((2, 8, 8, 4), I8, False), ((3, 3, 4, 8), I8, True), ((8,), F, True),
+                  ((8,), "int32", True)], {**_Q, "pads": (1, 1, 1, 1), "activation": a})
+                for a in ("linear", "relu", "relu6")]
+    + [([((2, 8, 8, 4), I8, False), ((3, 3, 1, 4), I8, True), ((4,), F, True)],
+        {**_Q, "groups": 4})],
+    "QDense": [([((2, 8), I8, False), ((8, 4), I8, True), ((4,), F, True), ((4,), "int32", True)],
+                {**_Q, "activation": a}) for a in ("linear", "relu", "relu6")],
+    "DenseW8": [([((n, 8), F, False), ((8, 4), I8, True), ((4,), F, True), ((4,), F, True)],
+                 {"activation": a}) for n in (2, 16) for a in _ACTS],
+    "Conv2DW8": [([((2, 8, 8, 4), F, False), ((3, 3, 4, 8), I8, True), ((8,), F, True),
+                   ((8,), F, True)], {"pads": (1, 1, 1, 1), "activation": a}) for a in _ACTS],
+    "DenseF16": [([((2, 8), F, False), ((8, 4), "float16", True), ((4,), F, True)],
+                  {"activation": a}) for a in _ACTS],
+    "Conv2DF16": [([((2, 8, 8, 4), F, False), ((3, 3, 4, 8), "float16", True), ((8,), F, True)],
+                   {"pads": (1, 1, 1, 1), "activation": a}) for a in _ACTS],
+})
+# the last example of each: big enough for the parallel kernel
+EXAMPLES["GatherElements"] = [
+    ([((2, 6, 4), F, False), ((2, 3, 4), I64, False)], {"axis": 1}),
+    ([((2, 6), F, False), ((2, 3), "int32", False)], {"axis": 1}),
+    ([((2, 6), I64, False), ((2, 3), I64, False)], {"axis": -1}),
+    ([((64, 2048), F, False), ((64, 2048), I64, False)], {"axis": 1}),
+]
+EXAMPLES["Pad"] = [
+    ([((1, 3, 4, 5), F, False), _i64(0, 0, 1, 1, 0, 0, 1, 1), np.array(0.5, np.float32)], {}),
+    ([((2, 3), I64, False), _i64(1, 2, 0, 1)], {"mode": "edge"}),
+    ([((2, 4, 4, 3), "uint8", False), _i64(1, 1, 1, 1)], {"mode": "reflect", "axes": (1, 2)}),
+    ([((2, 4, 128, 128), F, False), _i64(0, 0, 1, 1, 0, 0, 1, 1)], {}),
+]
+for _op in ("ArgMax", "ArgMin"):
+    EXAMPLES[_op] = [([((2, 3, 4), F, False)], {"axis": -1}),
+                     ([((2, 3, 4), F, False)], {"axis": 1, "select_last_index": True}),
+                     ([((2, 3, 4), I64, False)], {"axis": 1, "keepdims": False}),
+                     ([((64, 32, 64), F, False)], {"axis": 1})]
+for _op in ("And", "Or", "Xor"):
+    EXAMPLES[_op] = [([((2, 3), "bool", False), ((2, 3), "bool", False)], {})]
+for _op in ("LessEqual", "GreaterEqual"):
+    EXAMPLES[_op] = [([((2, 3, 4), F, False), ((2, 3, 4), F, False)], {}),
+                     ([((2, 3, 4), F, False), ((), F, True)], {})]
+for _op in ("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd"):
     EXAMPLES[_op] = [([((2, 3, 4), F, False)], {"axes": (-1,)}),
                      ([((2, 3, 4), F, False)], {"axes": (1, 2), "keepdims": False})]
 for _op in ("Add", "Sub", "Mul", "Div", "Pow", "Maximum", "Minimum", "Equal", "Less", "Greater"):
@@ -82,9 +150,13 @@ def _example_graph(op: str, example: Example) -> tuple[Graph, dict[str, np.ndarr
     rng = np.random.default_rng(0)
     ins, attrs = example
     inputs, consts, feeds, names = [], {}, {}, []
-    for i, (shape, dtype, is_const) in enumerate(ins):
+    for i, spec in enumerate(ins):
         name = f"in{i}"
         names.append(name)
+        if isinstance(spec, np.ndarray):
+            consts[name] = spec
+            continue
+        shape, dtype, is_const = spec
         if dtype == "bool":
             arr = rng.random(shape) > 0.5
         elif dtype.startswith("int"):
@@ -96,7 +168,8 @@ def _example_graph(op: str, example: Example) -> tuple[Graph, dict[str, np.ndarr
         else:
             inputs.append((name, TensorType(dtype, shape)))
             feeds[name] = arr
-    graph = Graph.make(inputs, ["out"], [Node.make(op, names, ["out"], attrs)], consts)
+    outs = ["out"] + [f"out{i}" for i in range(1, SCHEMAS[op].num_outputs)]
+    graph = Graph.make(inputs, outs, [Node.make(op, names, outs, attrs)], consts)
     return verify(graph), feeds
 
 

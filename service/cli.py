@@ -3,6 +3,7 @@
     numbaserve --rest_api_port=8501 --model_name=seed_cnn --model_base_path=models/seed_cnn
     numbaserve --rest_api_port 8501 --model_config_file models/models.config
     numbaserve warm
+    numbaserve convert models/seed_cnn/2 models/seed_cnn/3 --weights int8
 
 Every flag is a field of ``service.config.Settings`` and may also come from the environment
 (``NUMBASERVE_<FLAG>``); a flag given on the command line wins. Both ``--flag=value`` and
@@ -52,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="numbaserve",
         description="Serve models over TF Serving's REST API. Subcommands: 'numbaserve warm' "
-        "compiles every kernel ahead of time.",
+        "compiles every kernel ahead of time; 'numbaserve convert' writes a quantized version.",
         allow_abbrev=False,
     )
     for name, field in Settings.model_fields.items():
@@ -218,6 +219,44 @@ def warm(argv: Sequence[str]) -> int:
     return 0
 
 
+def convert(argv: Sequence[str]) -> int:
+    """``numbaserve convert SRC DEST --weights int8|float16 [...]``: a quantized version."""
+    import engine
+    from engine.quantize import REPORT_FILE, format_report
+
+    parser = argparse.ArgumentParser(
+        prog="numbaserve convert",
+        description="Write a quantized copy of a model version (a new version directory) and "
+        f"a report of its size, output differences and speed (DEST/{REPORT_FILE}).",
+    )
+    parser.add_argument("src", metavar="SRC_VERSION_DIR")
+    parser.add_argument("dest", metavar="DEST_VERSION_DIR")
+    parser.add_argument("--weights", required=True, choices=("int8", "float16"),
+                        help="int8: per-output-channel symmetric, activations stay float32 "
+                        "(dynamic range); float16: half-precision weights")
+    parser.add_argument("--activations", choices=("int8",), default=None,
+                        help="int8: full int8 Dense/Conv2D (TF Lite scheme); needs --calibration")
+    parser.add_argument("--calibration", metavar="FILE.npz", default=None,
+                        help="inputs keyed by the signature's input names, for activation ranges")
+    parser.add_argument("--samples", metavar="FILE.npz", default=None,
+                        help="inputs to measure output differences on (default: the calibration "
+                        "set, else random inputs)")
+    ns = parser.parse_args(list(argv))
+    if ns.activations == "int8" and (ns.calibration is None or ns.weights != "int8"):
+        parser.error("--activations int8 needs --weights int8 and --calibration FILE.npz")
+    try:
+        report = engine.convert(
+            ns.src, ns.dest, weights=ns.weights, activations=ns.activations or "float32",
+            calibration=ns.calibration, samples=ns.samples,
+            progress=lambda line: print(f"numbaserve convert: {line}", flush=True))
+    except (engine.errors.EngineError, OSError, ValueError) as exc:
+        print(f"numbaserve convert: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(format_report(report))
+    print(f"numbaserve convert: report written to {os.path.join(ns.dest, REPORT_FILE)}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(
@@ -226,6 +265,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args and args[0] == "warm":
         return warm(args[1:])
+    if args and args[0] == "convert":
+        return convert(args[1:])
     return serve(settings_from_args(args))
 
 

@@ -105,7 +105,7 @@ class Graph:
     ) -> Graph:
         consts = {}
         for name, arr in (constants or {}).items():
-            arr = np.ascontiguousarray(arr)
+            arr = np.asarray(arr, order="C")  # ascontiguousarray would make 0-d arrays 1-d
             arr.flags.writeable = False
             consts[name] = arr
         return Graph(

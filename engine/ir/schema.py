@@ -10,6 +10,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from engine.errors import ShapeError, UnsupportedOpError
 from engine.ir.graph import Dim, Shape, TensorType
 
@@ -18,13 +20,20 @@ __all__ = [
     "OpSchema",
     "SCHEMAS",
     "register",
+    "register_value_dependent",
     "schema_for",
     "broadcast_shapes",
     "normalize_axis",
     "InferFn",
+    "ValueInferFn",
 ]
 
 InferFn = Callable[[Sequence[TensorType], Mapping[str, Any]], list[TensorType]]
+# for ops whose output *type* depends on an input's value (Expand, Range, ConstantOfShape...):
+# also given each input's constant value, or None where the input is not a graph constant
+ValueInferFn = Callable[
+    [Sequence[TensorType], Mapping[str, Any], Sequence[np.ndarray | None]], list[TensorType]
+]
 
 
 class _Required:
@@ -44,6 +53,19 @@ class OpSchema:
     infer: InferFn
     num_outputs: int = 1
     doc: str = ""
+    # set for value-dependent ops; ``infer`` then sees no values (dynamic dims where unknown)
+    infer_values: ValueInferFn | None = None
+
+    def infer_with(
+        self,
+        ins: Sequence[TensorType],
+        attrs: Mapping[str, Any],
+        values: Sequence[np.ndarray | None],
+    ) -> list[TensorType]:
+        """Output types, using the inputs' constant values where the op's type needs them."""
+        if self.infer_values is not None:
+            return self.infer_values(ins, attrs, values)
+        return self.infer(ins, attrs)
 
     def resolve_attrs(self, attrs: Mapping[str, Any], where: str) -> dict[str, Any]:
         """Attributes with defaults filled in; unknown or missing ones are errors."""
@@ -78,6 +100,36 @@ def register(
         if name in SCHEMAS:
             raise RuntimeError(f"op {name} registered twice")
         SCHEMAS[name] = OpSchema(name, lo, hi, dict(attrs or {}), fn, outputs, doc)
+        return fn
+
+    return deco
+
+
+def register_value_dependent(
+    name: str,
+    *,
+    inputs: int | tuple[int, int],
+    attrs: Mapping[str, Any] | None = None,
+    outputs: int = 1,
+    doc: str = "",
+) -> Callable[[ValueInferFn], ValueInferFn]:
+    """Register an op whose output shape depends on the values of some inputs.
+
+    ``fn(ins, attrs, values)`` gets ``values[i]`` for constant inputs (None otherwise) and
+    returns dynamic (None) dims for what it cannot know; ``engine.passes.specialize`` makes
+    those inputs constant for each set of concrete input shapes.
+    """
+    lo, hi = (inputs, inputs) if isinstance(inputs, int) else inputs
+
+    def deco(fn: ValueInferFn) -> ValueInferFn:
+        if name in SCHEMAS:
+            raise RuntimeError(f"op {name} registered twice")
+
+        def without_values(ins: Sequence[TensorType], a: Mapping[str, Any]) -> list[TensorType]:
+            return fn(ins, a, [None] * len(ins))
+
+        SCHEMAS[name] = OpSchema(name, lo, hi, dict(attrs or {}), without_values, outputs, doc,
+                                 fn)
         return fn
 
     return deco

@@ -48,7 +48,8 @@ def infer_types(graph: Graph, input_types: Mapping[str, TensorType] | None = Non
             in_types.append(types[name])
         attrs = schema.resolve_attrs(node.attrs, where)
         try:
-            out_types = schema.infer(in_types, attrs)
+            values = [graph.constants.get(n) for n in node.inputs]
+            out_types = schema.infer_with(in_types, attrs, values)
         except EngineError as exc:
             raise type(exc)(f"{where}: {exc}") from None
         except (KeyError, TypeError, ValueError, IndexError) as exc:

@@ -20,6 +20,8 @@ __all__ = [
     "channel_affine",
     "layer_norm_block",
     "layer_norm",
+    "lrn_block",
+    "lrn",
 ]
 
 PAR_MIN = 1 << 16  # elements below which the serial body wins over waking the thread pool
@@ -116,3 +118,34 @@ def layer_norm(
     chunks = min(chunks, rows)
     for k in prange(chunks):
         layer_norm_block(x, gamma, beta, eps, out, k * rows // chunks, (k + 1) * rows // chunks)
+
+
+@jit(error_model="numpy")
+def lrn_block(
+    x: np.ndarray, out: np.ndarray, size: int, alpha: float, beta: float, bias: float,
+    lo: int, hi: int,
+) -> None:
+    """Rows a in lo:hi of (A, C, B): out = x / (bias + alpha / size * window sum of x^2) ** beta,
+    the window covering channels c - (size-1)//2 .. c + size//2 (ONNX), clipped to 0..C-1.
+    Sums are float64: a running window would cancel, so each is summed afresh."""
+    nc, nb = x.shape[1], x.shape[2]
+    before = (size - 1) // 2
+    after = size - 1 - before
+    coef = alpha / size
+    for a in range(lo, hi):
+        for b in range(nb):
+            for c in range(nc):
+                s = 0.0
+                for k in range(max(0, c - before), min(nc, c + after + 1)):
+                    v = np.float64(x[a, k, b])
+                    s += v * v
+                out[a, c, b] = x[a, c, b] / (bias + coef * s) ** beta
+
+
+@pjit
+def lrn(x: np.ndarray, out: np.ndarray, size: int, alpha: float, beta: float, bias: float,
+        chunks: int) -> None:
+    rows = x.shape[0]
+    chunks = min(chunks, rows)
+    for k in prange(chunks):
+        lrn_block(x, out, size, alpha, beta, bias, k * rows // chunks, (k + 1) * rows // chunks)

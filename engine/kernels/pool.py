@@ -4,8 +4,10 @@ Windows are clipped to the image once per output row and pixel, so padding costs
 channels go ``CHANNEL_TILE`` at a time through a register tile (the vector intrinsics of
 ``engine.kernels.conv``), the last ``C % CHANNEL_TILE`` one by one.
 Padded positions never win a max; an average divides by the number of real pixels in the
-window (``MODE_AVG``) or by the whole window size (``MODE_AVG_PAD``, count_include_pad). A
-window holding no real pixel at all gives -inf (max) or 0 (average).
+window (``MODE_AVG``) or by its taps inside the padded image (``MODE_AVG_PAD``,
+count_include_pad: the whole window unless ceil mode lets it hang past the end pads, as in
+ONNX and PyTorch). A window holding no real pixel at all gives -inf (max) or 0 (average).
+Windows may be dilated (ONNX ``dilations``): taps ``DH``/``DW`` pixels apart.
 
 Serial entries do all the work on the calling thread; ``pool2d_par`` shares it out in small
 units through an atomic counter (as the conv kernels do), ``global_pool_par`` in static
@@ -36,6 +38,10 @@ __all__ = [
     "G_NCHUNK",
     "G_UNITS",
     "G_UNIT",
+    "G_PB",
+    "G_PR",
+    "G_DH",
+    "G_DW",
     "pool2d_serial",
     "pool2d_par",
     "global_pool_serial",
@@ -51,9 +57,21 @@ _ZERO = _F(0.0)
 _NEG_INF = _F(-np.inf)
 
 # geometry vector: N, H, W, C, OH, OW, KH, KW, SH, SW, PT, PL, then the parallel split:
-# threads, work units, output rows per unit
+# threads, work units, output rows per unit; then PB, PR (bottom/right pads) and the
+# dilations DH, DW (0 is read as 1, so an older 15-long vector keeps its meaning)
 (G_NCHUNK, G_UNITS, G_UNIT) = (12, 13, 14)
-POOL_GEO_LEN = 15
+(G_PB, G_PR, G_DH, G_DW) = (15, 16, 17, 18)
+POOL_GEO_LEN = 19
+
+
+@jit(inline="always")
+def _taps(start: int, k: int, d: int, size: int) -> tuple[int, int]:
+    """First and one-past-last tap index i of a window at ``start`` (taps start + i * d)
+    that fall inside [0, size)."""
+    lo = 0 if start >= 0 else (-start + d - 1) // d
+    hi_pos = size - 1 - start
+    hi = 0 if hi_pos < 0 else min(k, hi_pos // d + 1)
+    return lo, max(lo, hi)
 
 
 @jit(error_model="numpy")
@@ -63,6 +81,8 @@ def _pool_rows(x: np.ndarray, out: np.ndarray, geo: np.ndarray, mode: int, row_l
     h, w, c = geo[1], geo[2], geo[3]
     oh, ow = geo[4], geo[5]
     kh, kw, sh, sw, pt, pl = geo[6], geo[7], geo[8], geo[9], geo[10], geo[11]
+    pb, pr = geo[G_PB], geo[G_PR]
+    dh, dw = max(geo[G_DH], 1), max(geo[G_DW], 1)
     xf = x.reshape(-1)
     o2 = out.reshape(-1, c)
     is_max = mode == MODE_MAX
@@ -73,19 +93,24 @@ def _pool_rows(x: np.ndarray, out: np.ndarray, geo: np.ndarray, mode: int, row_l
         n = row // oh
         oy = row - n * oh
         y0 = oy * sh - pt
-        iy0 = max(y0, 0)
-        iy1 = min(y0 + kh, h)
+        ty0, ty1 = _taps(y0, kh, dh, h)
+        iy0, iy1 = y0 + ty0 * dh, y0 + ty1 * dh
+        # taps inside the padded image: all of them unless ceil mode overhangs the end pad
+        pad_h = min(kh, (h + pb - y0 + dh - 1) // dh)
         for ox in range(ow):
             x0 = ox * sw - pl
-            ix0 = max(x0, 0)
-            ix1 = min(x0 + kw, w)
+            tx0, tx1 = _taps(x0, kw, dw, w)
+            ix0, ix1 = x0 + tx0 * dw, x0 + tx1 * dw
             m = row * ow + ox
-            count = kh * kw if mode == MODE_AVG_PAD else (iy1 - iy0) * (ix1 - ix0)
+            if mode == MODE_AVG_PAD:
+                count = pad_h * min(kw, (w + pr - x0 + dw - 1) // dw)
+            else:
+                count = (ty1 - ty0) * (tx1 - tx0)
             scale = _F(1.0) if is_max else (_F(1.0 / count) if count > 0 else _ZERO)
             for c0 in range(0, full, CHANNEL_TILE):
                 acc_fill(acc, init, CHANNEL_TILE)
-                for iy in range(iy0, iy1):
-                    for ix in range(ix0, ix1):
+                for iy in range(iy0, iy1, dh):
+                    for ix in range(ix0, ix1, dw):
                         at = ((n * h + iy) * w + ix) * c + c0
                         if is_max:
                             acc_max_v(acc, xf, at, CHANNEL_TILE)
@@ -94,8 +119,8 @@ def _pool_rows(x: np.ndarray, out: np.ndarray, geo: np.ndarray, mode: int, row_l
                 acc_store_scaled(acc, o2, m, c0, scale, CHANNEL_TILE)
             for q in range(full, c):
                 v = init
-                for iy in range(iy0, iy1):
-                    for ix in range(ix0, ix1):
+                for iy in range(iy0, iy1, dh):
+                    for ix in range(ix0, ix1, dw):
                         u = x[n, iy, ix, q]
                         if is_max:
                             v = u if u > v else v

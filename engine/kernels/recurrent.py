@@ -27,6 +27,8 @@ from numba import prange
 from engine.kernels._jit import jit, pjit
 
 __all__ = [
+    "dot_rows4",
+    "dot_row1",
     "fast_tanh",
     "fast_sigmoid",
     "lstm_gates",
@@ -166,13 +168,16 @@ def _dot_row1(a: np.ndarray, wt: np.ndarray, z: np.ndarray, i0: int) -> None:
 @jit(**_OPTS)
 def lstm_fused_block(
     x: np.ndarray, wrt: np.ndarray, bias: np.ndarray, hx: np.ndarray, c: np.ndarray,
-    z: np.ndarray, out: np.ndarray, ret_seq: bool, lo: int, hi: int,
+    z: np.ndarray, out: np.ndarray, ret_seq: bool, lo: int, hi: int, h0: np.ndarray,
+    c0: np.ndarray, has_init: bool, reverse: bool,
 ) -> None:
     """Batch rows lo:hi, in blocks of 4 rows, each block its own recurrence.
 
     Per step z = [x_t, h] @ [kernel; recurrent] + bias with one hand GEMM: x (N, T, F);
     wrt (4U, F+U) is [kernel; recurrent] transposed; scratch hx (N, F+U) holds [x_t, h],
     c (N, U), z (N, 4U); out (N, T, U) when ret_seq else (N, 1, U) for the last h.
+    The state starts at h0, c0 (N, U) when ``has_init``, else at zero; ``reverse`` runs time
+    backwards (out stays aligned with x). The final state is left in hx[:, F:] and c.
     """
     _, steps, f = x.shape
     g4 = wrt.shape[0]
@@ -181,9 +186,14 @@ def lstm_fused_block(
     while i < hi:
         nb = 4 if hi - i >= 4 else 1
         for r in range(i, i + nb):
-            hx[r, f:] = 0.0
-            c[r, :] = 0.0
-        for t in range(steps):
+            if has_init:
+                hx[r, f:] = h0[r]
+                c[r, :] = c0[r]
+            else:
+                hx[r, f:] = 0.0
+                c[r, :] = 0.0
+        for t0 in range(steps):
+            t = steps - 1 - t0 if reverse else t0
             for r in range(i, i + nb):
                 xr = x[r, t]
                 ar = hx[r]
@@ -215,7 +225,8 @@ def lstm_fused_block(
 @pjit(error_model="numpy")
 def lstm_fused(
     x: np.ndarray, wrt: np.ndarray, bias: np.ndarray, hx: np.ndarray, c: np.ndarray,
-    z: np.ndarray, out: np.ndarray, ret_seq: bool, chunks: int,
+    z: np.ndarray, out: np.ndarray, ret_seq: bool, chunks: int, h0: np.ndarray, c0: np.ndarray,
+    has_init: bool, reverse: bool,
 ) -> None:
     """``lstm_fused_block`` with the blocks of 4 rows split into ``chunks`` (one per thread).
 
@@ -226,7 +237,8 @@ def lstm_fused(
     for k in prange(chunks):
         lo = min(n, k * blocks // chunks * 4)
         hi = min(n, (k + 1) * blocks // chunks * 4)
-        lstm_fused_block(x, wrt, bias, hx, c, z, out, ret_seq, lo, hi)
+        lstm_fused_block(x, wrt, bias, hx, c, z, out, ret_seq, lo, hi, h0, c0, has_init,
+                         reverse)
 
 
 @jit(**_OPTS)
@@ -265,12 +277,14 @@ def project(
 @jit(**_OPTS)
 def lstm_recurrence(
     xw: np.ndarray, rt: np.ndarray, h: np.ndarray, c: np.ndarray, z: np.ndarray,
-    out: np.ndarray, ret_seq: bool,
+    out: np.ndarray, ret_seq: bool, h0: np.ndarray, c0: np.ndarray, has_init: bool,
+    reverse: bool,
 ) -> None:
     """The recurrence over a precomputed projection xw (N, T, 4U) = x @ kernel + bias.
 
     rt (4U, U) is the recurrent kernel transposed; scratch h, c (N, U), z (N, 4U); out
     (N, T, U) when ret_seq else (N, 1, U). Rows in blocks of 4 share each pass over rt.
+    Initial state, direction and final state as in ``lstm_fused_block`` (final: h and c).
     """
     n, steps, g4 = xw.shape
     u = g4 // 4
@@ -278,15 +292,20 @@ def lstm_recurrence(
     while i < n:
         nb = 4 if n - i >= 4 else 1
         for r in range(i, i + nb):
-            h[r, :] = 0.0
-            c[r, :] = 0.0
-        for t in range(steps):
+            if has_init:
+                h[r, :] = h0[r]
+                c[r, :] = c0[r]
+            else:
+                h[r, :] = 0.0
+                c[r, :] = 0.0
+        for t0 in range(steps):
+            t = steps - 1 - t0 if reverse else t0
             for r in range(i, i + nb):
                 xr = xw[r, t]
                 zr = z[r]
                 for j in range(g4):
                     zr[j] = xr[j]
-            if t > 0:
+            if t0 > 0 or has_init:  # a zero state adds nothing
                 if nb == 4:
                     _dot_rows4(h, rt, z, i)
                 else:
@@ -305,3 +324,8 @@ def lstm_recurrence(
                 for j in range(u):
                     o[j] = hr[j]
         i += nb
+
+
+# the register-blocked products, for the GRU kernels (engine.kernels.gru)
+dot_rows4 = _dot_rows4
+dot_row1 = _dot_row1

@@ -1,4 +1,4 @@
-"""Reductions over the middle axis of an (A, R, B) view: out (A, B).
+"""Reductions over the middle axis of an (A, R, B) view: out (A, B); also ArgMax/ArgMin.
 
 Any set of reduced axes that is one contiguous run (after dropping size-1 dims and merging
 neighbours) has this form: reduce-last (B=1), reduce-first (A=1), global pooling over H, W of
@@ -13,7 +13,7 @@ from numba import prange
 
 from engine.kernels._jit import jit, pjit
 
-__all__ = ["PAR_MIN", "SUM", "MEAN", "MAX", "reduce_block", "reduce_arb"]
+__all__ = ["PAR_MIN", "SUM", "MEAN", "MAX", "reduce_block", "reduce_arb", "arg_block", "arg_arb"]
 
 PAR_MIN = 1 << 17  # elements below which the serial body wins (memory-bound: ~50 us serial)
 SUM, MEAN, MAX = 0, 1, 2
@@ -108,3 +108,63 @@ def reduce_arb(x: np.ndarray, op: int, out: np.ndarray, nt: int) -> None:
     else:
         for k in prange(nt):
             reduce_block(x, op, out, 0, na, k * nb // nt, (k + 1) * nb // nt)
+
+
+@jit(inline="always")
+def _better(v: float, best: float, find_max: bool, last: bool) -> bool:
+    """Whether ``v`` (later along the axis) replaces ``best``: NaN beats everything, as in
+    numpy; ties go to the later one only when ``last``."""
+    if v != v:
+        return last or best == best
+    if find_max:
+        return v >= best if last else v > best
+    return v <= best if last else v < best
+
+
+@jit(error_model="numpy")
+def arg_block(x: np.ndarray, find_max: bool, last: bool, out: np.ndarray, alo: int, ahi: int,
+              blo: int, bhi: int) -> None:
+    """out[a, b] = the index r of the max (min) of x[a, :, b] for a in alo:ahi, b in blo:bhi;
+    the first such index, or the last one when ``last`` (R >= 1)."""
+    na, nr, nb = x.shape
+    if nb == 1:
+        x2 = x.reshape(na, nr)
+        for a in range(alo, ahi):
+            row = x2[a]
+            best = row[0]
+            bi = 0
+            for r in range(1, nr):
+                v = row[r]
+                if _better(v, best, find_max, last):
+                    best = v
+                    bi = r
+            out[a, 0] = bi
+        return
+    w = bhi - blo
+    vals = np.empty(w, x.dtype)
+    for a in range(alo, ahi):
+        orow = out[a, blo:bhi]
+        first = x[a, 0, blo:bhi]
+        for j in range(w):
+            vals[j] = first[j]
+            orow[j] = 0
+        for r in range(1, nr):
+            xr = x[a, r, blo:bhi]
+            for j in range(w):
+                v = xr[j]
+                if _better(v, vals[j], find_max, last):
+                    vals[j] = v
+                    orow[j] = r
+
+
+@pjit
+def arg_arb(x: np.ndarray, find_max: bool, last: bool, out: np.ndarray, nt: int) -> None:
+    """Parallel ``arg_block`` on ``nt`` threads: split A, or B when A is too small."""
+    na, _, nb = x.shape
+    if na >= nt or nb < 16 * nt:
+        chunks = min(nt, na)
+        for k in prange(chunks):
+            arg_block(x, find_max, last, out, k * na // chunks, (k + 1) * na // chunks, 0, nb)
+    else:
+        for k in prange(nt):
+            arg_block(x, find_max, last, out, 0, na, k * nb // nt, (k + 1) * nb // nt)

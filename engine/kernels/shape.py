@@ -1,4 +1,4 @@
-"""Data-movement kernels: the two transposes numpy copies slowly, and a checked gather.
+"""Data-movement kernels: the two transposes numpy copies slowly, and checked gathers.
 
 They move 4-byte elements viewed as uint32 (float32 and int32 alike, bit-exact), so one
 compiled specialization serves every 4-byte dtype; bindings use numpy for other itemsizes.
@@ -23,6 +23,8 @@ __all__ = [
     "check_indices",
     "gather_block",
     "gather",
+    "gather_elements_block",
+    "gather_elements",
 ]
 
 PAR_MIN = 1 << 17  # elements moved below which the serial body wins (memory-bound copies)
@@ -119,3 +121,45 @@ def gather(x: np.ndarray, idx: np.ndarray, out: np.ndarray, chunks: int) -> None
     chunks = min(chunks, n)
     for k in prange(chunks):
         gather_block(x, idx, out, k * n // chunks, (k + 1) * n // chunks)
+
+
+@jit
+def gather_elements_block(x: np.ndarray, idx: np.ndarray, out: np.ndarray, lo: int,
+                          hi: int) -> int:
+    """out[a, k, b] = x[a, idx[a, k, b], b] for the work items a * K + k in lo:hi; negative
+    indices count from the end. Returns the flat position in ``idx`` of the first index
+    outside [-D, D) (the rest of the block is then left unwritten), or -1."""
+    nd = x.shape[1]
+    nk, nb = idx.shape[1], idx.shape[2]
+    if hi <= lo:
+        return -1
+    # counters instead of a division per item: with B = 1 (the last axis) an item is 1 element
+    a = lo // nk
+    k = lo - a * nk
+    for item in range(lo, hi):
+        for b in range(nb):
+            j = idx[a, k, b]
+            if j < 0:
+                j += nd
+            if j < 0 or j >= nd:
+                return int(item * nb + b)
+            out[a, k, b] = x[a, j, b]
+        k += 1
+        if k == nk:
+            k = 0
+            a += 1
+    return -1
+
+
+@pjit
+def gather_elements(x: np.ndarray, idx: np.ndarray, out: np.ndarray, chunks: int) -> int:
+    """Parallel ``gather_elements_block`` over ``chunks`` ranges of work items."""
+    n = idx.shape[0] * idx.shape[1]
+    chunks = max(min(chunks, n), 1)
+    bad = np.full(chunks, -1, np.int64)
+    for c in prange(chunks):
+        bad[c] = gather_elements_block(x, idx, out, c * n // chunks, (c + 1) * n // chunks)
+    for c in range(chunks):
+        if bad[c] >= 0:
+            return int(bad[c])
+    return -1

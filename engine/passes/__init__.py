@@ -8,9 +8,11 @@ from engine.ir import Graph, verify
 from engine.passes.dead import remove_dead_nodes
 from engine.passes.fold_constants import fold_constants
 from engine.passes.fuse import fold_batchnorm, fuse_bias_activation
+from engine.passes.layout import cancel_transposes
 
 __all__ = [
     "PIPELINE",
+    "cancel_transposes",
     "fold_batchnorm",
     "fold_constants",
     "fuse_bias_activation",
@@ -20,7 +22,8 @@ __all__ = [
 
 Pass = Callable[[Graph], Graph]
 
-PIPELINE: list[Pass] = [fold_constants, fold_batchnorm, fuse_bias_activation, remove_dead_nodes]
+PIPELINE: list[Pass] = [fold_constants, cancel_transposes, fold_batchnorm, fuse_bias_activation,
+                        remove_dead_nodes]
 
 
 def optimize(graph: Graph, pipeline: list[Pass] | None = None) -> Graph:

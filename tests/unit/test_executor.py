@@ -10,7 +10,7 @@ import pytest
 import engine
 from engine.errors import DTypeError, InputError, ShapeError
 from engine.executor import build_plan
-from engine.ir import verify
+from engine.ir import Graph, Node, TensorType, verify
 from tests.unit.graphs import dense_graph, mlp_graph, mlp_reference
 
 
@@ -120,3 +120,32 @@ def test_two_conv_models_from_two_threads() -> None:
         t.join(timeout=120)
     assert not any(t.is_alive() for t in threads), "deadlock: a worker did not finish"
     assert not errors, errors[0]
+
+
+def test_outputs_after_an_input_output_get_their_own_buffers() -> None:
+    """A graph input listed among the outputs before computed ones must not shift the
+    computed outputs' buffers (it once gave them the wrong shapes)."""
+    g = Graph.make(
+        [("x", TensorType("float32", (None, 3)))], ["x", "y", "z"],
+        [Node.make("Relu", ["x"], ["y"]), Node.make("ReduceSum", ["y"], ["z"], {"axes": (1,)})],
+        {},
+    )
+    plan = build_plan(verify(g), {"x": (4, 3)})
+    x = np.linspace(-1, 1, 12, dtype=np.float32).reshape(4, 3)
+    out = plan.run({"x": x})
+    np.testing.assert_array_equal(out["x"], x)
+    np.testing.assert_array_equal(out["y"], np.maximum(x, 0))
+    np.testing.assert_allclose(out["z"], np.maximum(x, 0).sum(1, keepdims=True), rtol=1e-6)
+
+
+def test_plan_cache_is_bounded() -> None:
+    from engine.model import MAX_PLANS
+
+    g = Graph.make([("x", TensorType("float32", (None, 3)))], ["y"],
+                   [Node.make("Relu", ["x"], ["y"])], {})
+    model = engine.compile_graph(g)
+    for n in range(1, MAX_PLANS + 6):
+        x = np.full((n, 3), -1.0 if n % 2 else 2.0, np.float32)
+        np.testing.assert_array_equal(model.run({"x": x})["y"], np.maximum(x, 0))
+    assert len(model._plans) == MAX_PLANS
+    assert (1, 3) not in [k[0] for k in model._plans]  # the oldest went first

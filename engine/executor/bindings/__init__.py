@@ -6,7 +6,9 @@ import importlib
 
 __all__ = ["FAMILIES", "load_all"]
 
-FAMILIES = ("conv", "elementwise", "linalg", "normalization", "recurrent", "reduce", "shape")
+FAMILIES = ("conv", "elementwise", "linalg", "normalization", "recurrent", "reduce", "shape",
+            "quant",
+            "tensor")
 
 
 def load_all() -> None:

@@ -226,9 +226,11 @@ def _pool_prepare(mode_of: Callable[[Mapping[str, Any]], int]) -> Any:
         _, oh, ow, _ = (int(d) for d in out_types[0].shape)
         kh, kw = (int(v) for v in attrs["pool_size"])
         sh, sw = (int(v) for v in attrs["strides"])
-        pt, _, pl, _ = (int(v) for v in attrs["pads"])
+        pt, pb, pl, pr = (int(v) for v in attrs["pads"])
+        dh, dw = (int(v) for v in attrs["dilations"])
         geo = np.zeros(PK.POOL_GEO_LEN, dtype=np.int64)
         geo[:12] = (n, h, w, c, oh, ow, kh, kw, sh, sw, pt, pl)
+        geo[[PK.G_PB, PK.G_PR, PK.G_DH, PK.G_DW]] = (pb, pr, dh, dw)
         mode = mode_of(attrs)
         work = n * oh * ow * c * kh * kw
         threads = _share_out(geo, (PK.G_NCHUNK, PK.G_UNITS, PK.G_UNIT), work >= POOL_PAR_MIN,

@@ -430,3 +430,107 @@ def _prepare_softmax(
         K.softmax_strided(ins[0].reshape(outer, n, inner), outs[0].reshape(outer, n, inner))
 
     return Prepared(run_strided)
+
+
+# ----------------------------------------------------------------------------- numpy-backed
+# Ops imported models use rarely and on small tensors (masks, shape arithmetic): one ufunc.
+
+_NUMPY_BINARY: dict[str, Callable[..., Any]] = {
+    "LessEqual": np.less_equal, "GreaterEqual": np.greater_equal,
+    "And": np.logical_and, "Or": np.logical_or, "Xor": np.logical_xor,
+}
+_NUMPY_UNARY: dict[str, Callable[..., Any]] = {"Sin": np.sin, "Cos": np.cos, "Sign": np.sign}
+
+
+def _ufunc_binding(fn: Callable[..., Any], arity: int) -> Callable[..., Prepared]:
+    def prepare(
+        attrs: Mapping[str, Any],
+        in_types: Sequence[TensorType],
+        out_types: Sequence[TensorType],
+        consts: Sequence[np.ndarray | None],
+    ) -> Prepared:
+        def run(ins: Arrays, outs: Arrays, scratch: Arrays) -> None:
+            fn(*ins[:arity], out=outs[0], casting="unsafe")
+
+        return Prepared(run)
+
+    return prepare
+
+
+for _op, _fn in _NUMPY_BINARY.items():
+    bind(_op)(_ufunc_binding(_fn, 2))
+for _op, _fn in _NUMPY_UNARY.items():
+    bind(_op)(_ufunc_binding(_fn, 1))
+
+
+@bind("Mod")
+def _prepare_mod(
+    attrs: Mapping[str, Any],
+    in_types: Sequence[TensorType],
+    out_types: Sequence[TensorType],
+    consts: Sequence[np.ndarray | None],
+) -> Prepared:
+    fn = np.fmod if attrs["fmod"] else np.mod
+
+    def run(ins: Arrays, outs: Arrays, scratch: Arrays) -> None:
+        fn(ins[0], ins[1], out=outs[0], casting="unsafe")
+
+    return Prepared(run)
+
+
+@bind("IsNaN")
+def _prepare_isnan(
+    attrs: Mapping[str, Any],
+    in_types: Sequence[TensorType],
+    out_types: Sequence[TensorType],
+    consts: Sequence[np.ndarray | None],
+) -> Prepared:
+    def run(ins: Arrays, outs: Arrays, scratch: Arrays) -> None:
+        np.isnan(ins[0], out=outs[0])
+
+    return Prepared(run)
+
+
+@bind("IsInf")
+def _prepare_isinf(
+    attrs: Mapping[str, Any],
+    in_types: Sequence[TensorType],
+    out_types: Sequence[TensorType],
+    consts: Sequence[np.ndarray | None],
+) -> Prepared:
+    neg, pos = bool(attrs["detect_negative"]), bool(attrs["detect_positive"])
+
+    def run(ins: Arrays, outs: Arrays, scratch: Arrays) -> None:
+        x = ins[0]
+        if x.dtype.kind != "f":
+            outs[0].fill(False)
+        elif neg and pos:
+            np.isinf(x, out=outs[0])
+        elif pos:
+            np.equal(x, np.inf, out=outs[0])
+        elif neg:
+            np.equal(x, -np.inf, out=outs[0])
+        else:
+            outs[0].fill(False)
+
+    return Prepared(run)
+
+
+@bind("LogSoftmax")
+def _prepare_log_softmax(
+    attrs: Mapping[str, Any],
+    in_types: Sequence[TensorType],
+    out_types: Sequence[TensorType],
+    consts: Sequence[np.ndarray | None],
+) -> Prepared:
+    axis = normalize_axis(int(attrs["axis"]), in_types[0].rank)
+
+    def run(ins: Arrays, outs: Arrays, scratch: Arrays) -> None:
+        x = ins[0]
+        if x.size == 0:
+            return
+        shifted = x - np.max(x, axis=axis, keepdims=True)
+        lse = np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+        np.subtract(shifted, lse, out=outs[0], casting="unsafe")
+
+    return Prepared(run)

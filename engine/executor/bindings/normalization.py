@@ -130,3 +130,35 @@ def _layernorm(
             block(x2, g, bt, eps, o2, 0, m)
 
     return Prepared(run)
+
+
+@bind("LRN")
+def _lrn(
+    attrs: Mapping[str, Any],
+    in_types: Sequence[TensorType],
+    out_types: Sequence[TensorType],
+    consts: Sequence[np.ndarray | None],
+) -> Prepared:
+    shape = _dims(in_types[0])
+    axis = attrs["axis"] % len(shape)
+    a, c, b = math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:])
+    size, alpha = int(attrs["size"]), float(attrs["alpha"])
+    beta, bias = float(attrs["beta"]), float(attrs["bias"])
+    parallel = a * c * b * size >= K.PAR_MIN and a >= 2
+    par, block = K.lrn, K.lrn_block
+    chunks = numba.get_num_threads()
+    f32 = np.dtype(in_types[0].dtype) == _F32
+
+    def run(ins: Sequence[np.ndarray], outs: Sequence[np.ndarray], _s: Any) -> None:
+        x3 = ins[0].reshape(a, c, b)
+        o3 = outs[0].reshape(a, c, b)
+        if not f32:  # rare: compute in float32 through the same kernel
+            x3, tmp = x3.astype(np.float32), np.empty((a, c, b), np.float32)
+            block(x3, tmp, size, alpha, beta, bias, 0, a)
+            np.copyto(o3, tmp, casting="unsafe")
+        elif parallel:
+            par(x3, o3, size, alpha, beta, bias, chunks)
+        else:
+            block(x3, o3, size, alpha, beta, bias, 0, a)
+
+    return Prepared(run)

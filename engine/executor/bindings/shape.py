@@ -1,6 +1,6 @@
 """Kernel bindings: shape family (Reshape, Flatten, Squeeze, Unsqueeze, Transpose, Concat,
-Slice, Gather). Everything shape-dependent is worked out in ``prepare``; ``run`` is a copy or
-one kernel call."""
+Slice, Gather, GatherElements). Everything shape-dependent is worked out in ``prepare``;
+``run`` is a copy or one kernel call."""
 
 from __future__ import annotations
 
@@ -250,5 +250,202 @@ def _gather(
             kern(x3, idx, o3, chunks)
         else:
             block(x3, idx, o3, 0, items)
+
+    return Prepared(run)
+
+
+# -- GatherElements --------------------------------------------------------------------------
+
+# elements move as unsigned ints of their size: one compiled kernel per itemsize, bit-exact
+_UINT: dict[int, np.dtype[Any]] = {1: np.dtype(np.uint8), 2: np.dtype(np.uint16), 4: _U32,
+                                   8: np.dtype(np.uint64)}
+
+
+@bind("GatherElements")
+def _gather_elements(
+    attrs: Mapping[str, Any],
+    in_types: Sequence[TensorType],
+    out_types: Sequence[TensorType],
+    consts: Sequence[np.ndarray | None],
+) -> Prepared:
+    dshape, ishape = _dims(in_types[0]), _dims(in_types[1])
+    rank = len(dshape)
+    axis = attrs["axis"] % rank
+    d = dshape[axis]
+    a, k, b = math.prod(ishape[:axis]), ishape[axis], math.prod(ishape[axis + 1:])
+    # off the axis, indices may be shorter than data: gather from that corner of data
+    sub = tuple(d if i == axis else n for i, n in enumerate(ishape))
+    corner = tuple(slice(0, n) for n in sub) if sub != dshape else None
+    xs, is3 = (a, d, b), (a, k, b)
+    dtype = np.dtype(in_types[0].dtype)
+    uint = _UINT[dtype.itemsize]
+    itype = np.dtype(in_types[1].dtype)
+    native = itype in (np.dtype(np.int32), np.dtype(np.int64))
+
+    def idx3(indices: np.ndarray) -> np.ndarray:
+        i3 = indices.reshape(is3)
+        return i3 if native else i3.astype(np.int64)
+
+    def bad(indices: np.ndarray, pos: int) -> str:
+        return (f"GatherElements index {int(indices.reshape(-1)[pos])} is out of range for "
+                f"axis {axis} of size {d} (expected -{d} <= index < {d})")
+
+    const_idx = None
+    if consts[1] is not None:
+        const_idx = idx3(np.asarray(consts[1]))
+        wrong = np.flatnonzero((const_idx < -d) | (const_idx >= d))
+        if wrong.size:
+            raise ShapeError(bad(const_idx, int(wrong[0])))
+    kern = K.gather_elements if a * k * b >= K.PAR_MIN and a * k >= 2 else None
+    block = K.gather_elements_block
+    chunks = numba.get_num_threads()
+    scratch = ((sub, dtype.name),) if corner is not None else ()
+    empty = a * k * b == 0
+
+    def run(ins: _Arrays, outs: _Arrays, s: _Arrays) -> None:
+        if empty:
+            return
+        idx = const_idx if const_idx is not None else idx3(ins[1])
+        data = ins[0]
+        if corner is not None:
+            np.copyto(s[0], data[corner])
+            data = s[0]
+        x3, o3 = data.reshape(xs).view(uint), outs[0].reshape(is3).view(uint)
+        pos = kern(x3, idx, o3, chunks) if kern is not None else block(x3, idx, o3, 0, a * k)
+        if pos >= 0:
+            raise InputError(bad(idx, pos))
+
+    return Prepared(run, scratch)
+
+
+# -- value-dependent ops: by plan time their output types are static ---------------------------
+
+
+def _ints(a: np.ndarray) -> list[int]:
+    return [int(v) for v in np.asarray(a).reshape(-1)]
+
+
+@bind("Shape")
+def _shape_of(
+    attrs: Mapping[str, Any],
+    in_types: Sequence[TensorType],
+    out_types: Sequence[TensorType],
+    consts: Sequence[np.ndarray | None],
+) -> Prepared:
+    value = np.array(_dims(in_types[0])[attrs["start"]:attrs["end"]], dtype=np.int64)
+
+    def run(ins: _Arrays, outs: _Arrays, _s: Any) -> None:
+        np.copyto(outs[0], value)
+
+    return Prepared(run)
+
+
+bind("DynamicReshape")(_copy)
+
+
+@bind("DynamicSlice")
+def _dyn_slice(
+    attrs: Mapping[str, Any],
+    in_types: Sequence[TensorType],
+    out_types: Sequence[TensorType],
+    consts: Sequence[np.ndarray | None],
+) -> Prepared:
+    rank = len(_dims(in_types[0]))
+    oshape = _dims(out_types[0])
+
+    def index(params: Sequence[np.ndarray]) -> tuple[slice, ...]:
+        starts, ends = _ints(params[0]), _ints(params[1])
+        axes = _ints(params[2]) if len(params) > 2 else list(range(len(starts)))
+        steps = _ints(params[3]) if len(params) > 3 else [1] * len(starts)
+        idx = [slice(None)] * rank
+        for ax, s, e, st in zip(axes, starts, ends, steps, strict=True):
+            if st == 0:
+                raise ShapeError("Slice step must not be 0")
+            idx[ax % rank] = slice(s, e, st)
+        return tuple(idx)
+
+    if all(c is not None for c in consts[1:]):
+        fixed = index([c for c in consts[1:] if c is not None])
+
+        def run_const(ins: _Arrays, outs: _Arrays, _s: Any) -> None:
+            np.copyto(outs[0], ins[0][fixed])
+
+        return Prepared(run_const)
+
+    def run(ins: _Arrays, outs: _Arrays, _s: Any) -> None:
+        part = ins[0][index(ins[1:])]
+        if part.shape != oshape:
+            raise InputError(f"Slice gives shape {part.shape}; the plan expected {oshape}")
+        np.copyto(outs[0], part)
+
+    return Prepared(run)
+
+
+@bind("Expand")
+def _expand(
+    attrs: Mapping[str, Any],
+    in_types: Sequence[TensorType],
+    out_types: Sequence[TensorType],
+    consts: Sequence[np.ndarray | None],
+) -> Prepared:
+    oshape = _dims(out_types[0])
+
+    def run(ins: _Arrays, outs: _Arrays, _s: Any) -> None:
+        np.copyto(outs[0], np.broadcast_to(ins[0], oshape))
+
+    return Prepared(run)
+
+
+@bind("Tile")
+def _tile(
+    attrs: Mapping[str, Any],
+    in_types: Sequence[TensorType],
+    out_types: Sequence[TensorType],
+    consts: Sequence[np.ndarray | None],
+) -> Prepared:
+    shape = _dims(in_types[0])
+    oshape = _dims(out_types[0])
+    # out viewed as (r0, d0, r1, d1, ...): one broadcasting copy, no temporaries
+    split = tuple(v for r, d in zip(np.array(oshape) // np.maximum(shape, 1), shape,
+                                    strict=True) for v in (int(r), d))
+    src = tuple(v for d in shape for v in (1, d))
+
+    def run(ins: _Arrays, outs: _Arrays, _s: Any) -> None:
+        if outs[0].size:
+            np.copyto(outs[0].reshape(split), ins[0].reshape(src))
+
+    return Prepared(run)
+
+
+@bind("Range")
+def _range(
+    attrs: Mapping[str, Any],
+    in_types: Sequence[TensorType],
+    out_types: Sequence[TensorType],
+    consts: Sequence[np.ndarray | None],
+) -> Prepared:
+    n = _dims(out_types[0])[0]
+    dtype = np.dtype(out_types[0].dtype)
+
+    def run(ins: _Arrays, outs: _Arrays, _s: Any) -> None:
+        start, delta = ins[0].item(), ins[2].item()
+        # ONNX defines element i as start + i * delta (no accumulated rounding)
+        np.copyto(outs[0], start + np.arange(n, dtype=np.float64 if dtype.kind == "f" else
+                                             np.int64) * delta, casting="unsafe")
+
+    return Prepared(run)
+
+
+@bind("ConstantOfShape")
+def _const_of_shape(
+    attrs: Mapping[str, Any],
+    in_types: Sequence[TensorType],
+    out_types: Sequence[TensorType],
+    consts: Sequence[np.ndarray | None],
+) -> Prepared:
+    value = np.asarray(attrs["value"]).astype(out_types[0].dtype)
+
+    def run(ins: _Arrays, outs: _Arrays, _s: Any) -> None:
+        outs[0].fill(value)
 
     return Prepared(run)

@@ -5,7 +5,9 @@ from engine.ir.schemas import (  # noqa: F401  (imported for registration)
     elementwise,
     linalg,
     normalization,
+    quant,
     recurrent,
     reduce,
     shape,
+    tensor,
 )

@@ -61,7 +61,23 @@ _POOL_ATTRS = {
     "strides": REQUIRED,
     "pads": (0, 0, 0, 0),
     "count_include_pad": False,  # AvgPool2D only: divide by the full window
+    "dilations": (1, 1),
+    # ONNX/PyTorch ceil_mode: round the output size up, but no window may start in the end pad
+    "ceil_mode": False,
 }
+
+
+def pool_out_dim(size: Dim, kernel: int, stride: int, dilation: int, pad_a: int, pad_b: int,
+                 ceil_mode: bool) -> Dim:
+    if size is None or not ceil_mode:
+        return out_dim(size, kernel, stride, dilation, pad_a, pad_b)
+    span = (kernel - 1) * dilation + 1
+    out = -(-(size + pad_a + pad_b - span) // stride) + 1
+    if (out - 1) * stride >= size + pad_a:
+        out -= 1
+    if out <= 0:
+        raise ShapeError(f"window {span} (stride {stride}) does not fit input size {size} + pads")
+    return out
 
 
 def _pool(ins: Sequence[TensorType], a: Mapping[str, Any]) -> list[TensorType]:
@@ -71,7 +87,10 @@ def _pool(ins: Sequence[TensorType], a: Mapping[str, Any]) -> list[TensorType]:
     kh, kw = a["pool_size"]
     sh, sw = a["strides"]
     pt, pb, pl, pr = a["pads"]
-    oh, ow = out_dim(h, kh, sh, 1, pt, pb), out_dim(w, kw, sw, 1, pl, pr)
+    dh, dw = a["dilations"]
+    ceil = bool(a["ceil_mode"])
+    oh = pool_out_dim(h, kh, sh, dh, pt, pb, ceil)
+    ow = pool_out_dim(w, kw, sw, dw, pl, pr, ceil)
     return [TensorType(x.dtype, (n, oh, ow, c))]
 
 

@@ -62,3 +62,39 @@ def _softmax(ins: Sequence[TensorType], a: Mapping[str, Any]) -> list[TensorType
 @register("Cast", inputs=1, attrs={"to": "float32"})
 def _cast(ins: Sequence[TensorType], a: Mapping[str, Any]) -> list[TensorType]:
     return [TensorType(a["to"], ins[0].shape)]
+
+
+# -- ops the ONNX importer needs beyond the Keras set (numpy-backed bindings) ----------------
+
+for _op in ("LessEqual", "GreaterEqual"):
+    register(_op, inputs=2, doc="broadcasting comparison, bool output")(_compare)
+for _op in ("Sin", "Cos", "Sign"):
+    register(_op, inputs=1, doc="elementwise unary op")(_unary)
+register("Mod", inputs=2, attrs={"fmod": 0},
+         doc="remainder; fmod=0: sign of the divisor (integers), 1: sign of the dividend")(_binary)
+
+
+@register("LogSoftmax", inputs=1, attrs={"axis": -1})
+def _log_softmax(ins: Sequence[TensorType], a: Mapping[str, Any]) -> list[TensorType]:
+    normalize_axis(a["axis"], ins[0].rank)
+    return [ins[0]]
+
+
+def _logical(ins: Sequence[TensorType], a: Mapping[str, Any]) -> list[TensorType]:
+    x, y = ins
+    if x.dtype != "bool" or y.dtype != "bool":
+        raise DTypeError(f"logical ops need bool inputs, got {x.dtype} and {y.dtype}")
+    return [TensorType("bool", broadcast_shapes(x.shape, y.shape))]
+
+
+for _op in ("And", "Or", "Xor"):
+    register(_op, inputs=2, doc="broadcasting logical op on bool tensors")(_logical)
+
+
+def _predicate(ins: Sequence[TensorType], a: Mapping[str, Any]) -> list[TensorType]:
+    return [TensorType("bool", ins[0].shape)]
+
+
+register("IsNaN", inputs=1, doc="bool: x is NaN")(_predicate)
+register("IsInf", inputs=1, attrs={"detect_negative": 1, "detect_positive": 1},
+         doc="bool: x is +inf (detect_positive) or -inf (detect_negative)")(_predicate)

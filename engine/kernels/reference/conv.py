@@ -60,58 +60,59 @@ def conv2d(
     return activation(y, activation_name, alpha)
 
 
-def _windows(x: np.ndarray, pool_size: Sequence[int], strides: Sequence[int],
-             pads: Sequence[int]) -> tuple[np.ndarray, np.ndarray, int, int]:
-    """Zero-padded input, its validity mask (False on padding) and the output size."""
+def _pool_out(size: int, k: int, stride: int, dilation: int, pad_a: int, pad_b: int,
+              ceil_mode: bool) -> int:
+    span = (k - 1) * dilation + 1
+    if not ceil_mode:
+        return (size + pad_a + pad_b - span) // stride + 1
+    out = -(-(size + pad_a + pad_b - span) // stride) + 1
+    return out - 1 if (out - 1) * stride >= size + pad_a else out
+
+
+def _pool(x: np.ndarray, pool_size: Sequence[int], strides: Sequence[int], pads: Sequence[int],
+          dilations: Sequence[int], ceil_mode: bool, kind: str) -> np.ndarray:
+    """kind: max (over real pixels, -inf if none), avg (sum / real pixels), avg_pad (sum /
+    taps inside the padded image)."""
+    x = np.asarray(x, dtype=np.float64)
     n, h, w, c = x.shape
     kh, kw = pool_size
     sh, sw = strides
+    dh, dw = dilations
     pt, pb, pl, pr = pads
-    xp = np.zeros((n, h + pt + pb, w + pl + pr, c))
-    xp[:, pt:pt + h, pl:pl + w, :] = x
-    valid = np.zeros((h + pt + pb, w + pl + pr), dtype=bool)
-    valid[pt:pt + h, pl:pl + w] = True
-    return xp, valid, _out_size(h, kh, sh, 1, pt, pb), _out_size(w, kw, sw, 1, pl, pr)
+    oh = _pool_out(h, kh, sh, dh, pt, pb, ceil_mode)
+    ow = _pool_out(w, kw, sw, dw, pl, pr, ceil_mode)
+    y = np.zeros((n, oh, ow, c))
+    for oy in range(oh):
+        for ox in range(ow):
+            ys = [oy * sh - pt + i * dh for i in range(kh)]
+            xs = [ox * sw - pl + j * dw for j in range(kw)]
+            real_y = [v for v in ys if 0 <= v < h]
+            real_x = [v for v in xs if 0 <= v < w]
+            win = x[:, real_y][:, :, real_x].reshape(n, -1, c)
+            if kind == "max":
+                y[:, oy, ox] = win.max(axis=1) if win.shape[1] else -np.inf
+                continue
+            if kind == "avg":
+                count = win.shape[1]
+            else:
+                count = (sum(v < h + pb for v in ys)) * (sum(v < w + pr for v in xs))
+            y[:, oy, ox] = win.sum(axis=1) / count if count else 0.0
+    return y
 
 
 def max_pool2d(x: np.ndarray, pool_size: Sequence[int], strides: Sequence[int],
-               pads: Sequence[int] = (0, 0, 0, 0)) -> np.ndarray:
+               pads: Sequence[int] = (0, 0, 0, 0), dilations: Sequence[int] = (1, 1),
+               ceil_mode: bool = False) -> np.ndarray:
     """Max over the real pixels of each window (-inf if it holds none)."""
-    x = np.asarray(x, dtype=np.float64)
-    xp, valid, oh, ow = _windows(x, pool_size, strides, pads)
-    kh, kw = pool_size
-    sh, sw = strides
-    y = np.full((x.shape[0], oh, ow, x.shape[3]), -np.inf)
-    for oy in range(oh):
-        for ox in range(ow):
-            for i in range(kh):
-                for j in range(kw):
-                    iy, ix = oy * sh + i, ox * sw + j
-                    if valid[iy, ix]:
-                        y[:, oy, ox, :] = np.maximum(y[:, oy, ox, :], xp[:, iy, ix, :])
-    return y
+    return _pool(x, pool_size, strides, pads, dilations, ceil_mode, "max")
 
 
 def avg_pool2d(x: np.ndarray, pool_size: Sequence[int], strides: Sequence[int],
-               pads: Sequence[int] = (0, 0, 0, 0), count_include_pad: bool = False) -> np.ndarray:
-    """Sum of each window over the real pixels count, or over the window size."""
-    x = np.asarray(x, dtype=np.float64)
-    xp, valid, oh, ow = _windows(x, pool_size, strides, pads)
-    kh, kw = pool_size
-    sh, sw = strides
-    y = np.zeros((x.shape[0], oh, ow, x.shape[3]))
-    for oy in range(oh):
-        for ox in range(ow):
-            total = np.zeros((x.shape[0], x.shape[3]))
-            count = 0
-            for i in range(kh):
-                for j in range(kw):
-                    iy, ix = oy * sh + i, ox * sw + j
-                    total += xp[:, iy, ix, :]
-                    count += int(valid[iy, ix])
-            divisor = kh * kw if count_include_pad else count
-            y[:, oy, ox, :] = total / divisor if divisor else 0.0
-    return y
+               pads: Sequence[int] = (0, 0, 0, 0), count_include_pad: bool = False,
+               dilations: Sequence[int] = (1, 1), ceil_mode: bool = False) -> np.ndarray:
+    """Sum of each window over the real pixels count, or over its taps in the padded image."""
+    kind = "avg_pad" if count_include_pad else "avg"
+    return _pool(x, pool_size, strides, pads, dilations, ceil_mode, kind)
 
 
 def global_avg_pool2d(x: np.ndarray, keepdims: bool = False) -> np.ndarray:

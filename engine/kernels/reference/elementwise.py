@@ -7,7 +7,8 @@ from typing import Any
 import numpy as np
 from scipy.special import erf
 
-__all__ = ["unary", "binary", "where", "softmax", "cast"]
+__all__ = ["unary", "binary", "where", "softmax", "cast", "log_softmax", "logical", "mod",
+           "predicate", "trig"]
 
 
 def unary(op: str, x: np.ndarray, **attrs: Any) -> np.ndarray:
@@ -78,3 +79,34 @@ def cast(x: np.ndarray, to: str) -> np.ndarray:
     return np.asarray(x).astype(to)
 
 
+
+
+def log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    s = x - np.max(x, axis=axis, keepdims=True)
+    return np.asarray(s - np.log(np.sum(np.exp(s), axis=axis, keepdims=True)))
+
+
+def logical(op: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    funcs = {"And": np.logical_and, "Or": np.logical_or, "Xor": np.logical_xor,
+             "LessEqual": np.less_equal, "GreaterEqual": np.greater_equal}
+    return np.asarray(funcs[op](a, b))
+
+
+def mod(a: np.ndarray, b: np.ndarray, fmod: int = 0) -> np.ndarray:
+    """ONNX Mod: fmod=1 is C's fmod (dividend's sign), 0 Python's % (divisor's sign)."""
+    return np.asarray(np.fmod(a, b) if fmod else np.mod(a, b))
+
+
+def predicate(op: str, x: np.ndarray, detect_negative: int = 1,
+              detect_positive: int = 1) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    if op == "IsNaN":
+        return np.isnan(x)
+    return np.asarray((np.isposinf(x) & bool(detect_positive))
+                      | (np.isneginf(x) & bool(detect_negative)))
+
+
+def trig(op: str, x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return np.asarray({"Sin": np.sin, "Cos": np.cos, "Sign": np.sign}[op](x))

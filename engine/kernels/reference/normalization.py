@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["batch_norm", "layer_norm"]
+__all__ = ["batch_norm", "layer_norm", "lrn"]
 
 
 def batch_norm(
@@ -36,3 +36,16 @@ def layer_norm(
     if beta is not None:
         y = y + np.asarray(beta, dtype=np.float64).reshape(x.shape[axis:])
     return y
+
+
+def lrn(x: np.ndarray, size: int, alpha: float = 1e-4, beta: float = 0.75, bias: float = 1.0,
+        axis: int = -1) -> np.ndarray:
+    """ONNX LRN: square sum over channels c - floor((size-1)/2) .. c + ceil((size-1)/2)."""
+    x = np.moveaxis(np.asarray(x, dtype=np.float64), axis, 0)
+    c = x.shape[0]
+    sq = np.zeros_like(x)
+    for i in range(c):
+        lo, hi = max(0, i - (size - 1) // 2), min(c, i + size // 2 + 1)
+        sq[i] = (x[lo:hi] ** 2).sum(axis=0)
+    y: np.ndarray = x / (bias + alpha / size * sq) ** beta
+    return np.moveaxis(y, 0, axis)

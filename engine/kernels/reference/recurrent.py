@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["lstm"]
+__all__ = ["gru_seq", "lstm", "lstm_seq"]
 
 
 def _sigmoid(v: np.ndarray) -> np.ndarray:
@@ -38,3 +38,51 @@ def lstm(
     if return_sequences:
         return np.stack(hs, axis=1) if hs else np.zeros((n, 0, u))
     return h
+
+
+def lstm_seq(
+    x: np.ndarray, kernel: np.ndarray, recurrent: np.ndarray, bias: np.ndarray,
+    h0: np.ndarray | None = None, c0: np.ndarray | None = None, reverse: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """LSTMSeq: every h (N, T, U) aligned with x, final h and c; state starts at h0, c0."""
+    x = np.asarray(x, np.float64)
+    w, r, b = (np.asarray(v, np.float64) for v in (kernel, recurrent, bias))
+    n, steps, _ = x.shape
+    u = r.shape[0]
+    h = np.zeros((n, u)) if h0 is None else np.asarray(h0, np.float64)
+    c = np.zeros((n, u)) if c0 is None else np.asarray(c0, np.float64)
+    y = np.zeros((n, steps, u))
+    for t in (reversed(range(steps)) if reverse else range(steps)):
+        z = x[:, t, :] @ w + h @ r + b
+        i, f = _sigmoid(z[:, :u]), _sigmoid(z[:, u:2 * u])
+        g, o = np.tanh(z[:, 2 * u:3 * u]), _sigmoid(z[:, 3 * u:])
+        c = f * c + i * g
+        h = o * np.tanh(c)
+        y[:, t] = h
+    return y, h, c
+
+
+def gru_seq(
+    x: np.ndarray, kernel: np.ndarray, recurrent: np.ndarray, bias: np.ndarray,
+    h0: np.ndarray | None = None, reset_after: bool = True, reverse: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """GRUSeq: gates z, r, h; bias (2, 3U) = input and recurrent biases."""
+    x = np.asarray(x, np.float64)
+    w, r = np.asarray(kernel, np.float64), np.asarray(recurrent, np.float64)
+    bi, br = np.asarray(bias, np.float64).reshape(2, -1)
+    n, steps, _ = x.shape
+    u = r.shape[0]
+    h = np.zeros((n, u)) if h0 is None else np.asarray(h0, np.float64)
+    y = np.zeros((n, steps, u))
+    for t in (reversed(range(steps)) if reverse else range(steps)):
+        xz = x[:, t, :] @ w + bi
+        hz = h @ r + br
+        z = _sigmoid(xz[:, :u] + hz[:, :u])
+        rg = _sigmoid(xz[:, u:2 * u] + hz[:, u:2 * u])
+        if reset_after:
+            nn = np.tanh(xz[:, 2 * u:] + rg * hz[:, 2 * u:])
+        else:
+            nn = np.tanh(xz[:, 2 * u:] + (rg * h) @ r[:, 2 * u:] + br[2 * u:])
+        h = (1 - z) * nn + z * h
+        y[:, t] = h
+    return y, h

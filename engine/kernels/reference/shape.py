@@ -9,6 +9,8 @@ import numpy as np
 
 __all__ = [
     "reshape", "flatten", "transpose", "concat", "squeeze", "unsqueeze", "slice_", "gather",
+    "gather_elements",
+    "expand", "tile", "range_", "constant_of_shape", "shape_of",
 ]
 
 
@@ -55,3 +57,40 @@ def slice_(
 def gather(x: np.ndarray, indices: np.ndarray, axis: int = 0) -> np.ndarray:
     """numpy.take, raising IndexError for indices outside [-n, n)."""
     return np.take(x, np.asarray(indices), axis=axis, mode="raise")
+
+
+def gather_elements(x: np.ndarray, indices: np.ndarray, axis: int = 0) -> np.ndarray:
+    """out[p] = x[p with p[axis] replaced by indices[p]], for every position p of ``indices``
+    (negative indices count from the end); IndexError for indices outside [-n, n)."""
+    indices = np.asarray(indices).astype(np.int64)
+    axis %= x.ndim
+    n = x.shape[axis]
+    if np.any((indices < -n) | (indices >= n)):
+        raise IndexError(f"an index is outside [-{n}, {n})")
+    where: list[np.ndarray] = list(np.indices(indices.shape, sparse=True))
+    where[axis] = np.where(indices < 0, indices + n, indices)
+    return x[tuple(where)]
+
+
+def expand(x: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """ONNX Expand: bidirectional broadcast of x and ``shape``."""
+    out = np.broadcast_shapes(x.shape, tuple(int(d) for d in shape))
+    return np.broadcast_to(x, out).copy()
+
+
+def tile(x: np.ndarray, repeats: Sequence[int]) -> np.ndarray:
+    return np.tile(x, tuple(int(r) for r in repeats))
+
+
+def range_(start: float, limit: float, delta: float, dtype: str) -> np.ndarray:
+    """ONNX Range: element i is start + i * delta, max(ceil((limit - start) / delta), 0) long."""
+    n = max(int(math.ceil((limit - start) / delta)), 0)
+    return (start + np.arange(n, dtype=np.float64) * delta).astype(dtype)
+
+
+def constant_of_shape(shape: Sequence[int], value: float, dtype: str) -> np.ndarray:
+    return np.full(tuple(int(d) for d in shape), value, dtype=dtype)
+
+
+def shape_of(x: np.ndarray, start: int = 0, end: int | None = None) -> np.ndarray:
+    return np.array(x.shape[start:end], dtype=np.int64)
