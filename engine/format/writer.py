@@ -60,6 +60,10 @@ def write_model_dir(
         "metadata": dict(metadata or {}),
     }
     (tmp / MODEL_JSON).write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+    # safetensors writes through a private temp file (mode 0600): give the weights the mode
+    # any new file gets here (the umask's), or a server running as another user (the Docker
+    # image's) could read model.json but not the weights.
+    os.chmod(tmp / WEIGHTS_FILE, (tmp / MODEL_JSON).stat().st_mode & 0o777)
     if final.exists():
         final.rmdir()
     final.parent.mkdir(parents=True, exist_ok=True)

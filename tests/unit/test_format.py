@@ -143,3 +143,9 @@ def test_save_refuses_non_empty_dir(saved: Path) -> None:
     with pytest.raises(FileExistsError):
         engine.save(saved, dense_graph())
     assert not any(p.name.endswith(".partial") for p in saved.parent.iterdir())
+
+
+def test_weights_get_the_same_mode_as_model_json(saved: Path) -> None:
+    """Readable by whoever may read model.json (a server running as another user)."""
+    mode = (saved / "model.json").stat().st_mode & 0o777
+    assert (saved / "weights.safetensors").stat().st_mode & 0o777 == mode
