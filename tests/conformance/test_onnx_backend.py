@@ -22,10 +22,12 @@ EXPECTED_FAILURES: dict[str, str] = {
     r"^test_training_dropout": "Dropout in training mode (random masks) is inference-only here",
     r"^test_reduce_(max|min|log_sum_exp)_empty_set(_bool)?$":
         "max/min over an empty set is an error in the engine (ONNX defines -inf/+inf)",
-    r"^test_(batchnorm_.*training_mode|maxpool_with_argmax|maxpool_3d|averagepool_3d"
-    r"|lstm_with_peepholes|convtranspose_3d)":
-        "owned by the CNN/RNN converters: training-mode BatchNorm, pooling indices, 3-D pooling "
-        "and 3-D ConvTranspose, LSTM peepholes are not supported",
+    r"^test_batchnorm_.*training_mode": "BatchNormalization in training mode (batch statistics, "
+        "running-stat outputs) is inference-only here",
+    r"^test_maxpool_with_argmax": "MaxPool's Indices output is not supported",
+    r"^test_(maxpool|averagepool|convtranspose)_3d": "3-D (volumetric) pooling and ConvTranspose "
+        "are not supported; images are 1-D or 2-D",
+    r"^test_lstm_with_peepholes": "LSTM peephole weights (input P) are not supported",
 }
 
 

@@ -42,7 +42,10 @@ def test_convert_then_serve(tmp_path: Path, start_server: Any) -> None:
     assert json.loads((base / "2" / "assets.extra" / "convert.json").read_text()) == report
 
     config = tmp_path / "models.config"
-    policy = "    model_version_policy { all {} }\n"
+    # the usual workflow: the converted version goes out under the canary label
+    policy = ("    model_version_policy { all {} }\n"
+              "    version_labels { key: \"stable\" value: 1 }\n"
+              "    version_labels { key: \"canary\" value: 2 }\n")
     config.write_text(model_config({"seed": base}, {"seed": policy}))
     server = start_server([f"--model_config_file={config}"], wait=False)
     server.wait_available("seed")
@@ -56,6 +59,9 @@ def test_convert_then_serve(tmp_path: Path, start_server: Any) -> None:
         r = server.client.post(f"/v1/models/seed/versions/{version}:predict", json=body)
         assert r.status_code == 200, r.text
         preds[version] = np.asarray(r.json()["predictions"], dtype=np.float32)
+    r = server.client.post("/v1/models/seed/labels/canary:predict", json=body)
+    assert r.status_code == 200, r.text
+    np.testing.assert_array_equal(np.asarray(r.json()["predictions"], np.float32), preds["2"])
     want = engine.load(base / "2").predict(x)
     np.testing.assert_allclose(preds["2"], want, rtol=1e-5, atol=1e-5)
     assert (preds["2"].argmax(-1) == preds["1"].argmax(-1)).all()
