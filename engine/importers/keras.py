@@ -23,13 +23,8 @@ import numpy as np
 
 from engine.errors import ModelFormatError, UnsupportedOpError
 from engine.importers import Imported
-from engine.importers.keras_layers import (
-    SUPPORTED_LAYERS,
-    Converted,
-    Problems,
-    convert_layer,
-    dtype_policy,
-)
+from engine.importers.keras_config import Problems, dtype_policy
+from engine.importers.keras_layers import SUPPORTED_LAYERS, Converted, convert_layer
 from engine.importers.keras_ops import (
     BINARY_OPS,
     SUPPORTED_OPS,

@@ -1,16 +1,17 @@
 """One Keras layer config -> one ``engine.layers`` layer (plus the tags of its weights).
 
-Every converter reads the options it understands and reports each one it cannot honour to a
-shared ``Problems`` list instead of raising, so one load names every unsupported layer and
-option at once. Options that only matter for training (initializers, regularizers,
-constraints, dropout rates, momentum) are ignored.
+Every converter reads the options it understands through ``keras_config.Opts``, which reports
+each one it cannot honour to a shared ``Problems`` list instead of raising, so one load names
+every unsupported layer and option at once. Options that only matter for training
+(initializers, regularizers, constraints, dropout rates, momentum) are ignored.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from engine.importers.keras_config import Opts, Problems, dtype_policy
 from engine.importers.keras_ops import (
     CastingEmbedding,
     Conv1D,
@@ -42,85 +43,10 @@ from engine.layers import (
     Reshape,
     Subtract,
 )
-from engine.layers.activations import normalize_activation
 
-__all__ = ["SUPPORTED_LAYERS", "Converted", "Problems", "convert_layer", "dtype_policy"]
+__all__ = ["SUPPORTED_LAYERS", "Converted", "convert_layer"]
 
-# Keras activation names the engine computes (Keras' leaky_relu slope, 0.2, is the engine's)
-ACTIVATIONS = ("linear", "relu", "relu6", "sigmoid", "tanh", "softmax", "gelu", "silu", "swish",
-               "leaky_relu")
 Converted = tuple[Layer, list[str]]  # the engine layer, its weight tags in Keras order
-
-
-class Problems:
-    """Every unsupported layer/option found in one model, reported together."""
-
-    def __init__(self) -> None:
-        self.items: list[str] = []
-
-    def add(self, layer: str, class_name: str, what: str) -> None:
-        self.items.append(f"layer {layer!r} ({class_name}): {what}")
-
-    def __bool__(self) -> bool:
-        return bool(self.items)
-
-
-class _Opts:
-    """A layer's config with problem reporting bound to that layer."""
-
-    def __init__(self, name: str, class_name: str, config: Mapping[str, Any],
-                 problems: Problems) -> None:
-        self.name, self.class_name, self.config = name, class_name, config
-        self._problems = problems
-        self.ok = True
-
-    def get(self, key: str, default: Any = None) -> Any:
-        value = self.config.get(key, default)
-        return default if value is None and default is not None else value
-
-    def bad(self, what: str) -> None:
-        self.ok = False
-        self._problems.add(self.name, self.class_name, what)
-
-    def only(self, key: str, allowed: Sequence[Any], default: Any = None) -> Any:
-        value = self.get(key, default)
-        if value not in allowed:
-            self.bad(f"{key}={value!r} is not supported (supported: "
-                     f"{', '.join(repr(a) for a in allowed)})")
-        return value
-
-    def falsy(self, *keys: str) -> None:
-        for key in keys:
-            if self.config.get(key):
-                self.bad(f"{key}={self.config[key]!r} is not supported")
-
-    def channels_last(self) -> None:
-        self.only("data_format", ("channels_last",), "channels_last")
-
-    def activation(self, key: str = "activation") -> str:
-        name = activation_name(self.config.get(key))
-        if name not in ACTIVATIONS:
-            self.bad(f"{key}={name!r} is not supported (supported: {', '.join(ACTIVATIONS)})")
-            return "linear"
-        return normalize_activation(name)
-
-
-def activation_name(value: Any) -> str:
-    """A Keras activation as saved (None, a name, or a serialized function) -> its name."""
-    if value is None:
-        return "linear"
-    if isinstance(value, Mapping):  # Keras 3: {"class_name": "function", "config": "relu"}
-        inner = value.get("config")
-        value = inner if isinstance(inner, str) else value.get("class_name", "?")
-    return str(value).lower()
-
-
-def dtype_policy(value: Any) -> str | None:
-    """The dtype a layer computes in: a name, or a Keras 2/3 policy dict; None if unset."""
-    if isinstance(value, Mapping):
-        cfg = value.get("config")
-        return str(cfg.get("name")) if isinstance(cfg, Mapping) else None
-    return None if value is None else str(value)
 
 
 def _pair(value: Any) -> tuple[int, int]:
@@ -133,7 +59,7 @@ def _pair(value: Any) -> tuple[int, int]:
 # --- converters -------------------------------------------------------------------------------
 
 
-def _conv_common(o: _Opts) -> dict[str, Any]:
+def _conv_common(o: Opts) -> dict[str, Any]:
     o.channels_last()
     o.only("padding", ("valid", "same"), "valid")
     kw = {"kernel_size": _pair(o.get("kernel_size")), "strides": _pair(o.get("strides", 1)),
@@ -144,24 +70,24 @@ def _conv_common(o: _Opts) -> dict[str, Any]:
     return kw
 
 
-def _bias(o: _Opts, *tags: str) -> list[str]:
+def _bias(o: Opts, *tags: str) -> list[str]:
     return [*tags, "bias"] if o.get("use_bias", True) else list(tags)
 
 
-def _conv2d(o: _Opts) -> Converted:
+def _conv2d(o: Opts) -> Converted:
     o.falsy("lora_rank", "quantization_config")
     kw = _conv_common(o)
     layer = Conv2D(int(o.get("filters")), groups=int(o.get("groups", 1)), name=o.name, **kw)
     return layer, _bias(o, "kernel")
 
 
-def _depthwise(o: _Opts) -> Converted:
+def _depthwise(o: Opts) -> Converted:
     kw = _conv_common(o)
     layer = DepthwiseConv2D(depth_multiplier=int(o.get("depth_multiplier", 1)), name=o.name, **kw)
     return layer, _bias(o, "depthwise_kernel")
 
 
-def _separable(o: _Opts) -> Converted:
+def _separable(o: Opts) -> Converted:
     kw = _conv_common(o)
     act, use_bias = kw.pop("activation"), kw.pop("use_bias")
     dw = DepthwiseConv2D(depth_multiplier=int(o.get("depth_multiplier", 1)), use_bias=False,
@@ -170,8 +96,8 @@ def _separable(o: _Opts) -> Converted:
     return SeparableConv2D(dw, pw, name=o.name), _bias(o, "depthwise_kernel", "pointwise_kernel")
 
 
-def _pool(cls: Callable[..., Layer]) -> Callable[[_Opts], Converted]:
-    def convert(o: _Opts) -> Converted:
+def _pool(cls: Callable[..., Layer]) -> Callable[[Opts], Converted]:
+    def convert(o: Opts) -> Converted:
         o.channels_last()
         o.only("padding", ("valid", "same"), "valid")
         pool = _pair(o.get("pool_size", 2))
@@ -181,29 +107,29 @@ def _pool(cls: Callable[..., Layer]) -> Callable[[_Opts], Converted]:
     return convert
 
 
-def _global_pool(cls: Callable[..., Layer]) -> Callable[[_Opts], Converted]:
-    def convert(o: _Opts) -> Converted:
+def _global_pool(cls: Callable[..., Layer]) -> Callable[[Opts], Converted]:
+    def convert(o: Opts) -> Converted:
         o.channels_last()
         return cls(keepdims=bool(o.get("keepdims", False)), name=o.name), []
     return convert
 
 
-def _dense(o: _Opts) -> Converted:
+def _dense(o: Opts) -> Converted:
     o.falsy("lora_rank", "quantization_config")
     return (Dense(int(o.get("units")), activation=o.activation(),
                   use_bias=bool(o.get("use_bias", True)), name=o.name), _bias(o, "kernel"))
 
 
-def _flatten(o: _Opts) -> Converted:
+def _flatten(o: Opts) -> Converted:
     o.channels_last()
     return Flatten(name=o.name), []
 
 
-def _identity(o: _Opts) -> Converted:
+def _identity(o: Opts) -> Converted:
     return Dropout(0.0, name=o.name), []
 
 
-def _one_axis(o: _Opts, key: str = "axis", default: int = -1) -> int:
+def _one_axis(o: Opts, key: str = "axis", default: int = -1) -> int:
     axis = o.get(key, default)
     if isinstance(axis, list | tuple):
         if len(axis) != 1:
@@ -213,7 +139,7 @@ def _one_axis(o: _Opts, key: str = "axis", default: int = -1) -> int:
     return int(axis)
 
 
-def _batchnorm(o: _Opts) -> Converted:
+def _batchnorm(o: Opts) -> Converted:
     o.falsy("renorm", "synchronized_placeholder")
     center, scale = bool(o.get("center", True)), bool(o.get("scale", True))
     layer = BatchNormalization(axis=_one_axis(o), epsilon=float(o.get("epsilon", 1e-3)),
@@ -222,7 +148,7 @@ def _batchnorm(o: _Opts) -> Converted:
     return layer, [*tags, "moving_mean", "moving_variance"]
 
 
-def _layernorm(o: _Opts) -> Converted:
+def _layernorm(o: Opts) -> Converted:
     o.falsy("rms_scaling")
     center, scale = bool(o.get("center", True)), bool(o.get("scale", True))
     layer = LayerNormalization(axis=_one_axis(o), epsilon=float(o.get("epsilon", 1e-3)),
@@ -230,11 +156,11 @@ def _layernorm(o: _Opts) -> Converted:
     return layer, (["gamma"] if scale else []) + (["beta"] if center else [])
 
 
-def _activation(o: _Opts) -> Converted:
+def _activation(o: Opts) -> Converted:
     return Activation(o.activation(), name=o.name), []
 
 
-def _relu(o: _Opts) -> Converted:
+def _relu(o: Opts) -> Converted:
     max_value = o.get("max_value")
     slope = float(o.get("negative_slope", 0.0) or 0.0)
     if float(o.get("threshold", 0.0) or 0.0) != 0.0:
@@ -250,22 +176,22 @@ def _relu(o: _Opts) -> Converted:
     return OpLayer("Clip", {"min": 0.0, "max": float(max_value)}, name=o.name), []
 
 
-def _leaky_relu(o: _Opts) -> Converted:
+def _leaky_relu(o: Opts) -> Converted:
     slope = o.get("negative_slope", o.get("alpha", 0.3))
     return OpLayer("LeakyRelu", {"alpha": float(slope)}, name=o.name), []
 
 
-def _softmax(o: _Opts) -> Converted:
+def _softmax(o: Opts) -> Converted:
     return OpLayer("Softmax", {"axis": _one_axis(o)}, name=o.name), []
 
 
-def _embedding(o: _Opts) -> Converted:
+def _embedding(o: Opts) -> Converted:
     o.falsy("mask_zero", "quantization_config", "lora_rank")
     layer = CastingEmbedding(int(o.get("input_dim")), int(o.get("output_dim")), name=o.name)
     return layer, ["embeddings"]
 
 
-def _lstm(o: _Opts) -> Converted:
+def _lstm(o: Opts) -> Converted:
     o.only("activation", ("tanh",), "tanh")
     o.only("recurrent_activation", ("sigmoid",), "sigmoid")
     o.falsy("return_state", "go_backwards", "stateful", "time_major")
@@ -274,32 +200,32 @@ def _lstm(o: _Opts) -> Converted:
     return layer, _bias(o, "kernel", "recurrent_kernel")
 
 
-def _merge(cls: Callable[..., Layer]) -> Callable[[_Opts], Converted]:
-    def convert(o: _Opts) -> Converted:
+def _merge(cls: Callable[..., Layer]) -> Callable[[Opts], Converted]:
+    def convert(o: Opts) -> Converted:
         return cls(name=o.name), []
     return convert
 
 
-def _merge_op(op: str, mean: bool = False) -> Callable[[_Opts], Converted]:
-    def convert(o: _Opts) -> Converted:
+def _merge_op(op: str, mean: bool = False) -> Callable[[Opts], Converted]:
+    def convert(o: Opts) -> Converted:
         return MergeOp(op, mean, name=o.name), []
     return convert
 
 
-def _concatenate(o: _Opts) -> Converted:
+def _concatenate(o: Opts) -> Converted:
     return Concatenate(axis=int(o.get("axis", -1)), name=o.name), []
 
 
-def _reshape(o: _Opts) -> Converted:
+def _reshape(o: Opts) -> Converted:
     return Reshape([int(d) for d in o.get("target_shape")], name=o.name), []
 
 
-def _permute(o: _Opts) -> Converted:
+def _permute(o: Opts) -> Converted:
     dims = [int(d) for d in o.get("dims")]
     return OpLayer("Transpose", {"perm": (0, *dims)}, name=o.name), []
 
 
-def _rescaling(o: _Opts) -> Converted:
+def _rescaling(o: Opts) -> Converted:
     return Rescaling(o.get("scale", 1.0), o.get("offset", 0.0), name=o.name), []
 
 
@@ -307,7 +233,7 @@ def _int(value: Any) -> int:
     return int(value[0]) if isinstance(value, list | tuple) else int(value)
 
 
-def _conv1d(o: _Opts) -> Converted:
+def _conv1d(o: Opts) -> Converted:
     o.channels_last()
     o.falsy("lora_rank", "quantization_config")
     padding = o.only("padding", ("valid", "same", "causal"), "valid")
@@ -320,8 +246,8 @@ def _conv1d(o: _Opts) -> Converted:
     return layer, _bias(o, "kernel")
 
 
-def _pool1d(op: str) -> Callable[[_Opts], Converted]:
-    def convert(o: _Opts) -> Converted:
+def _pool1d(op: str) -> Callable[[Opts], Converted]:
+    def convert(o: Opts) -> Converted:
         o.channels_last()
         padding = o.only("padding", ("valid", "same"), "valid")
         pool = _int(o.get("pool_size", 2))
@@ -331,15 +257,15 @@ def _pool1d(op: str) -> Callable[[_Opts], Converted]:
     return convert
 
 
-def _global_pool1d(op: str) -> Callable[[_Opts], Converted]:
-    def convert(o: _Opts) -> Converted:
+def _global_pool1d(op: str) -> Callable[[Opts], Converted]:
+    def convert(o: Opts) -> Converted:
         o.channels_last()
         attrs = {"axes": (1,), "keepdims": bool(o.get("keepdims", False))}
         return OpLayer(op, attrs, name=o.name), []
     return convert
 
 
-def _attention(o: _Opts) -> Converted:
+def _attention(o: Opts) -> Converted:
     o.falsy("use_gate", "sliding_window")
     if o.get("attention_axes") not in (None, 1, [1], (1,)):
         o.bad(f"attention_axes={o.get('attention_axes')!r} is not supported (only axis 1)")
@@ -352,7 +278,7 @@ def _attention(o: _Opts) -> Converted:
     return layer, tags
 
 
-_CONVERTERS: dict[str, Callable[[_Opts], Converted]] = {
+_CONVERTERS: dict[str, Callable[[Opts], Converted]] = {
     "Conv1D": _conv1d,
     "MaxPooling1D": _pool1d("MaxPool2D"),
     "AveragePooling1D": _pool1d("AvgPool2D"),
@@ -407,7 +333,7 @@ def convert_layer(class_name: str, name: str, config: Mapping[str, Any],
     if converter is None:
         problems.add(name, class_name, "layer type is not supported")
         return None
-    o = _Opts(name, class_name, config, problems)
+    o = Opts(name, class_name, config, problems)
     policy = dtype_policy(config.get("dtype"))
     if policy not in (None, "float32"):
         o.bad(f"dtype policy {policy!r} is not supported (only float32)")
@@ -417,4 +343,3 @@ def convert_layer(class_name: str, name: str, config: Mapping[str, Any],
         o.bad(f"config is not understood ({type(exc).__name__}: {exc})")
         return None
     return converted if o.ok else None
-

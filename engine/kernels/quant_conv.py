@@ -9,14 +9,12 @@ padded to an even length, so two reduction steps are one int32 word: one ``pmadd
 multiplies a broadcast pixel pair by ``NR`` channels' weight pairs and sums each pair into an
 int32 lane (exact: |x - zp| <= 255, |w| <= 127). The weight stays int8, packed once as
 ``(groups, col blocks, K2, 2*NR)``, and is sign-extended as it is loaded; the ``MR x NR``
-int32 tile lives in registers (explicit vector IR, as the float tile).
+int32 tile lives in registers (``engine.kernels.quant_tile``).
 
-Requantization is written branch-free so LLVM vectorizes it; a GEMM tile requantizes as one
-flat run against its column block's table tiled MR times (``tile_requant_table``). QConv2D
-uses gemmlowp's double rounding, QDense TF Lite's single rounding. The per-channel constants
-come as one int32 array ``rq`` (``RQ_*`` rows). Depthwise convs
-(one input channel per group) have no reduction to speak of and use a direct kernel,
-vectorized over channels.
+Requantization (``engine.kernels.quant_requant``) is branch-free; a tile requantizes as one
+flat run. Depthwise convs have no reduction to speak of and use a direct kernel
+(``engine.kernels.quant_depthwise``). This module re-exports both, so the int8 conv's whole
+API is importable from here.
 
 Serial and parallel entries share work units through an atomic counter, like the float conv.
 """
@@ -25,22 +23,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import llvmlite.binding as llvm
 import numpy as np
-from llvmlite import ir
-from numba import carray, prange, types
-from numba.core import cgutils
-from numba.extending import intrinsic
+from numba import carray, prange
 
 from engine.kernels._jit import jit, pjit
 from engine.kernels.conv import (
     G_C,
     G_CG,
-    G_DH,
-    G_DW,
     G_H,
-    G_KH,
-    G_KW,
     G_M,
     G_N,
     G_NBLK,
@@ -56,9 +46,29 @@ from engine.kernels.conv import (
     G_UNIT,
     G_UNITS,
     G_W,
-    GEO_LEN,
     fetch_add,
 )
+from engine.kernels.quant_depthwise import qdepthwise_par, qdepthwise_serial
+from engine.kernels.quant_requant import (
+    G_HI,
+    G_LO,
+    G_PB,
+    G_PR,
+    G_SINGLE,
+    G_XZP,
+    G_YZP,
+    QGEO_LEN,
+    RQ_BIAS,
+    RQ_LEFT,
+    RQ_MULT,
+    RQ_RIGHT,
+    RQ_TOTAL,
+    requant_span,
+    requant_table,
+    requant_tile,
+    tile_requant_table,
+)
+from engine.kernels.quant_tile import LANES, icopy, imadd, istack, izero, ld_pair, qtile_shape
 
 __all__ = [
     "QGEO_LEN",
@@ -86,37 +96,6 @@ __all__ = [
     "qdepthwise_serial",
     "qdepthwise_par",
 ]
-
-# the float conv's geometry vector, then the int8 parameters
-G_XZP, G_YZP, G_LO, G_HI, G_SINGLE, G_PB, G_PR = range(GEO_LEN, GEO_LEN + 7)
-QGEO_LEN = GEO_LEN + 7
-# rows of the requantization table: int32 bias, Q31 multiplier, left / right shift of the
-# double rounding, and the single rounding's total right shift 31 - shift
-RQ_BIAS, RQ_MULT, RQ_LEFT, RQ_RIGHT, RQ_TOTAL = range(5)
-
-_FEATURES = llvm.get_host_cpu_features()
-_AVX512BW = bool(_FEATURES.get("avx512bw", False))
-_AVX2 = bool(_FEATURES.get("avx2", False))
-# int32 accumulator lanes per vector register, and MR for 1..4 vectors per tile row (as the
-# float tile: accumulators + MR broadcasts + the weight vectors fit the register file)
-LANES = 16 if _AVX512BW else 8
-_TILE_ROWS = (12, 6, 6, 6) if _AVX512BW else (6, 4, 3, 2)
-_I32_MIN = -(1 << 31)
-_I32_MAX = (1 << 31) - 1
-
-_IVEC = ir.VectorType(ir.IntType(32), LANES)
-_HVEC = ir.VectorType(ir.IntType(16), 2 * LANES)
-_BVEC = ir.VectorType(ir.IntType(8), 2 * LANES)
-_WVEC = ir.VectorType(ir.IntType(32), 2 * LANES)
-
-
-def qtile_shape(cols: int, rows: int) -> tuple[int, int]:
-    """(MR, NR) for ``cols`` output channels per group and ``rows`` output pixels: few rows
-    (a QDense at batch 1) take a shorter tile instead of computing repeated rows."""
-    nv = min(len(_TILE_ROWS), max(1, -(-cols // LANES)))
-    full = _TILE_ROWS[nv - 1]
-    mr = min(c for c in sorted({1, 2, 4, full}) if c >= min(rows, full))
-    return mr, nv * LANES
 
 
 def reduction_layout(kh: int, kw: int, cg: int, c: int, dh: int, dw: int,
@@ -157,182 +136,6 @@ def pack_qweight(w: np.ndarray, groups: int, nr: int, kidx: np.ndarray) -> np.nd
     return np.ascontiguousarray(p.reshape(groups, nb, k2, 2 * nr))
 
 
-def requant_table(bias: np.ndarray, mult: np.ndarray, shift: np.ndarray) -> np.ndarray:
-    """The ``rq`` int32 (5, O + widest NR) table from per-channel bias, multipliers and
-    shifts; the harmless extra channels (multiplier 0) let a tile requantize whole vectors.
-    int32, not int64: LLVM then multiplies with vpmuldq (32 x 32 -> 64) in every lane."""
-    if (mult < 0).any() or (mult > _I32_MAX).any():
-        raise ValueError(f"requantization multipliers must be in [0, 2**31), got {mult}")
-    pad = np.zeros(len(_TILE_ROWS) * LANES, np.int64)
-    shift = np.concatenate([shift.astype(np.int64), pad])
-    mult = np.concatenate([mult.astype(np.int64), pad])
-    bias = np.concatenate([bias.astype(np.int64), pad])
-    table = np.stack([bias, mult, np.maximum(shift, 0), np.maximum(-shift, 0), 31 - shift])
-    return np.ascontiguousarray(table.astype(np.int32))
-
-
-@jit(inline="always", error_model="numpy")
-def _requant_row(acc: np.ndarray, col0: int, rq: np.ndarray, zp: int, lo: int, hi: int,
-                 single: bool, cols: int) -> None:
-    """acc[j] = requantized (acc[j] + bias[col0 + j]) for j < cols, in place (int32).
-
-    gemmlowp's SaturatingRoundingDoublingHighMul + RoundingDivideByPOT (or TF Lite's single
-    rounding) as selects, 64-bit only where a product needs it: no branch in the loop, so it
-    vectorizes. The high mul's INT32_MIN * INT32_MIN case cannot occur (multipliers are
-    >= 0, checked by ``requant_table``).
-    """
-    b, mu, left, right, total = rq[RQ_BIAS], rq[RQ_MULT], rq[RQ_LEFT], rq[RQ_RIGHT], rq[RQ_TOTAL]
-    one, zero = np.int64(1), np.int64(0)
-    if single:
-        for j in range(cols):
-            o = col0 + j
-            a = np.int64(acc[j]) + np.int64(b[o])
-            t = np.int64(total[o])
-            v = (a * np.int64(mu[o]) + (one << (t - one))) >> t
-            acc[j] = np.int32(min(max(v + zp, lo), hi))
-    else:
-        for j in range(cols):
-            o = col0 + j
-            a = (np.int64(acc[j]) + np.int64(b[o])) << np.int64(left[o])
-            a = np.int64(np.int32(min(max(a, np.int64(_I32_MIN)), np.int64(_I32_MAX))))
-            ab = a * np.int64(mu[o])
-            num = ab + (np.int64(1 << 30) if ab >= 0 else np.int64(1 - (1 << 30)))
-            hm = (num + (np.int64(_I32_MAX) if num < 0 else zero)) >> 31
-            rt = np.int64(right[o])
-            mask = (one << rt) - one
-            thr = (mask >> one) + (one if hm < 0 else zero)
-            v = (hm >> rt) + (one if (hm & mask) > thr else zero)
-            acc[j] = np.int32(min(max(v + zp, lo), hi))
-
-
-@jit(error_model="numpy")
-def requant_span(acc: np.ndarray, out: np.ndarray, rq: np.ndarray, zp: int, lo: int, hi: int,
-                 single: bool) -> None:
-    """out[j] = requantized (acc[j] + bias[j]) for every j, int32 -> int8 (acc is
-    overwritten with the result)."""
-    _requant_row(acc, 0, rq, zp, lo, hi, single, acc.shape[0])
-    for j in range(acc.shape[0]):
-        out[j] = np.int8(acc[j])
-
-
-# ------------------------------------------------------------------ int32 register tile
-
-
-def _nvec(nr: Any) -> int:
-    if not isinstance(nr, types.IntegerLiteral) or nr.literal_value % LANES:
-        return 0
-    return int(nr.literal_value) // LANES
-
-
-def _ivec_at(builder: Any, base: Any, offset: Any) -> Any:
-    return builder.bitcast(builder.gep(base, [offset]), _IVEC.as_pointer())
-
-
-def _madd(builder: Any, xv: Any, wv: Any) -> Any:
-    """pmaddwd: lane i = x[2i] * w[2i] + x[2i+1] * w[2i+1], both <2L x i16>."""
-    if _AVX512BW or _AVX2:
-        name = "llvm.x86.avx512.pmaddw.d.512" if _AVX512BW else "llvm.x86.avx2.pmadd.wd"
-        fn = cgutils.get_or_insert_function(builder.module,
-                                            ir.FunctionType(_IVEC, [_HVEC, _HVEC]), name)
-        return builder.call(fn, [xv, wv])
-    prod = builder.mul(builder.sext(xv, _WVEC), builder.sext(wv, _WVEC))
-    even = ir.Constant(ir.VectorType(ir.IntType(32), LANES), list(range(0, 2 * LANES, 2)))
-    odd = ir.Constant(ir.VectorType(ir.IntType(32), LANES), list(range(1, 2 * LANES, 2)))
-    undef = ir.Constant(_WVEC, None)
-    return builder.add(builder.shuffle_vector(prod, undef, even),
-                       builder.shuffle_vector(prod, undef, odd))
-
-
-@intrinsic
-def _istack(typingctx: Any, mr: Any, nr: Any) -> Any:
-    """An int32[mr * nr] on the stack; with literal sizes LLVM keeps it in registers."""
-    if not isinstance(mr, types.IntegerLiteral) or not isinstance(nr, types.IntegerLiteral):
-        return None
-    size = mr.literal_value * nr.literal_value
-
-    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
-        n = context.get_constant(types.intp, size)
-        return cgutils.alloca_once(builder, ir.IntType(32), size=n)
-
-    return types.CPointer(types.int32)(mr, nr), codegen
-
-
-@intrinsic
-def _izero(typingctx: Any, acc: Any, off: Any, nr: Any) -> Any:
-    """acc[off:off+nr] = 0."""
-    nv = _nvec(nr)
-    if not nv:
-        return None
-
-    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
-        for v in range(nv):
-            at = builder.add(args[1], ir.Constant(args[1].type, v * LANES))
-            builder.store(ir.Constant(_IVEC, None), _ivec_at(builder, args[0], at), align=4)
-        return context.get_dummy_value()
-
-    return types.none(acc, off, nr), codegen
-
-
-@intrinsic
-def _imadd(typingctx: Any, acc: Any, off: Any, wp: Any, k2: Any, xpair: Any, nr: Any) -> Any:
-    """acc[off:off+nr] += pmaddwd(splat(xpair), int16(wp[k2, :2*nr])); wp C-contiguous 2-D
-    int8, xpair an int32 holding two int16."""
-    nv = _nvec(nr)
-    if not nv:
-        return None
-
-    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
-        ptr, offset, wary, krow, xp = args[:5]
-        arr = context.make_array(sig.args[2])(context, builder, wary)
-        ncols = cgutils.unpack_tuple(builder, arr.shape, 2)[1]
-        wrow = builder.gep(arr.data, [builder.mul(krow, ncols)])
-        x32 = context.cast(builder, xp, sig.args[4], types.int32)
-        vec = builder.insert_element(ir.Constant(_IVEC, None), x32, ir.Constant(ir.IntType(32), 0))
-        lanes = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
-        xv = builder.bitcast(builder.shuffle_vector(vec, ir.Constant(_IVEC, None), lanes), _HVEC)
-        for v in range(nv):
-            at = _ivec_at(builder, ptr, builder.add(offset, ir.Constant(offset.type, v * LANES)))
-            wb = builder.gep(wrow, [ir.Constant(ir.IntType(64), v * 2 * LANES)])
-            wv = builder.sext(builder.load(builder.bitcast(wb, _BVEC.as_pointer()), align=1),
-                              _HVEC)
-            builder.store(builder.add(builder.load(at, align=4), _madd(builder, xv, wv)), at,
-                          align=4)
-        return context.get_dummy_value()
-
-    return types.none(acc, off, wp, k2, xpair, nr), codegen
-
-
-@intrinsic
-def _icopy(typingctx: Any, acc: Any, off: Any, dst: Any, nr: Any) -> Any:
-    """dst[off:off+nr] = acc[off:off+nr] (stack tiles)."""
-    nv = _nvec(nr)
-    if not nv:
-        return None
-
-    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
-        for v in range(nv):
-            at = builder.add(args[1], ir.Constant(args[1].type, v * LANES))
-            val = builder.load(_ivec_at(builder, args[0], at), align=4)
-            builder.store(val, _ivec_at(builder, args[2], at), align=4)
-        return context.get_dummy_value()
-
-    return types.none(acc, off, dst, nr), codegen
-
-
-@intrinsic
-def _ld_pair(typingctx: Any, ary: Any, idx: Any) -> Any:
-    """The int32 word at int16 element ``idx`` (>= 0) of a 1-D int16 array (two int16)."""
-    if not isinstance(ary, types.Array) or not isinstance(idx, types.Integer):
-        return None
-
-    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
-        data = context.make_array(sig.args[0])(context, builder, args[0]).data
-        ptr = builder.bitcast(builder.gep(data, [args[1]]), ir.IntType(32).as_pointer())
-        return builder.load(ptr, align=2)
-
-    return types.int32(ary, idx), codegen
-
-
 @jit(error_model="numpy")
 def _qtile(img: np.ndarray, bases: np.ndarray, woff: np.ndarray, goff: int, wp: np.ndarray,
            out: np.ndarray, m0: int, rows: int, col0: int, cols: int, rq: np.ndarray, zp: int,
@@ -343,49 +146,18 @@ def _qtile(img: np.ndarray, bases: np.ndarray, woff: np.ndarray, goff: int, wp: 
     a valid pixel); wp (K2, 2*nr) int8. Not inlined: numba optimizes each function on its
     own, and this one must stay small for LLVM to keep the tile in registers.
     """
-    acc = _istack(mr, nr)
+    acc = istack(mr, nr)
     for r in range(mr):
-        _izero(acc, r * nr, nr)
+        izero(acc, r * nr, nr)
     for k in range(wp.shape[0]):
         kk = woff[k] + goff
         for r in range(mr):
-            _imadd(acc, r * nr, wp, k, _ld_pair(img, bases[r] + kk), nr)
-    tmp = _istack(mr, nr)
+            imadd(acc, r * nr, wp, k, ld_pair(img, bases[r] + kk), nr)
+    tmp = istack(mr, nr)
     for r in range(mr):
-        _icopy(acc, r * nr, tmp, nr)
-    _requant_tile(carray(tmp, (mr * nr,)), out, m0, rows, col0, cols, rq, zp, lo, hi, single,
-                  mr, nr)
-
-
-@jit(error_model="numpy")
-def _requant_tile(t: np.ndarray, out: np.ndarray, m0: int, rows: int, col0: int, cols: int,
-                  rq: np.ndarray, zp: int, lo: int, hi: int, single: bool, mr: int,
-                  nr: int) -> None:
-    """Requantize the whole tile in place as one flat run (``rq`` is this column block's
-    table tiled ``mr`` times: a long, literal trip count LLVM vectorizes whole), then store
-    its ``rows`` x ``cols`` valid part."""
-    _requant_row(t, 0, rq, zp, lo, hi, single, mr * nr)
-    for r in range(rows):
-        o = out[m0 + r]
-        if cols == nr:
-            for j in range(nr):
-                o[col0 + j] = np.int8(t[r * nr + j])
-        else:
-            for j in range(cols):
-                o[col0 + j] = np.int8(t[r * nr + j])
-
-
-def tile_requant_table(rq: np.ndarray, groups: int, og: int, mr: int, nr: int) -> np.ndarray:
-    """(col blocks, 5, mr * nr) int32: ``requant_table``'s columns of each column block,
-    repeated for the tile's ``mr`` rows (padding columns get the harmless multiplier 0)."""
-    nb = -(-og // nr)
-    out = np.zeros((groups * nb, 5, mr, nr), dtype=np.int32)
-    for g in range(groups):
-        for b in range(nb):
-            lo = g * og + b * nr
-            n = min(nr, og - b * nr)
-            out[g * nb + b, :, :, :n] = rq[:, None, lo:lo + n]
-    return np.ascontiguousarray(out.reshape(groups * nb, 5, mr * nr))
+        icopy(acc, r * nr, tmp, nr)
+    requant_tile(carray(tmp, (mr * nr,)), out, m0, rows, col0, cols, rq, zp, lo, hi, single,
+                 mr, nr)
 
 
 def image_len(geo: np.ndarray) -> int:
@@ -515,69 +287,3 @@ def qgemm_kernels(mr: int, nr: int, single: bool) -> tuple[Any, Any]:
     if key not in _QGEMM_KERNELS:
         _QGEMM_KERNELS[key] = _build_qgemm(mr, nr, single)
     return _QGEMM_KERNELS[key]
-
-
-@jit(error_model="numpy")
-def _qdepthwise_rows(x: np.ndarray, w: np.ndarray, rq: np.ndarray, out: np.ndarray,
-                     geo: np.ndarray, row_lo: int, row_hi: int) -> None:
-    """Output rows [row_lo, row_hi) (row = n * OH + oy) of an int8 depthwise conv: x (N, H,
-    W, C) int8; w (KH, KW, O) int8 with O = C * multiplier, channel o reading input channel
-    o // multiplier; out (N, OH, OW, O) int8. Windows skip their outside taps (padding is
-    the zero point: it contributes 0); the channel loop vectorizes."""
-    h, wd, c = geo[G_H], geo[G_W], geo[G_C]
-    oh, ow = geo[G_OH], geo[G_OW]
-    kh, kw = geo[G_KH], geo[G_KW]
-    sh, sw, dh, dw = geo[G_SH], geo[G_SW], geo[G_DH], geo[G_DW]
-    pt, pl = geo[G_PT], geo[G_PL]
-    xzp = np.int32(geo[G_XZP])
-    zp, lo, hi, single = geo[G_YZP], geo[G_LO], geo[G_HI], geo[G_SINGLE] != 0
-    o = w.shape[2]
-    mult = o // c
-    acc = np.empty(o, dtype=np.int32)
-    for row in range(row_lo, row_hi):
-        n = row // oh
-        oy = row - n * oh
-        for ox in range(ow):
-            for q in range(o):
-                acc[q] = 0
-            for i in range(kh):
-                iy = oy * sh - pt + i * dh
-                if iy < 0 or iy >= h:
-                    continue
-                for j in range(kw):
-                    ix = ox * sw - pl + j * dw
-                    if ix < 0 or ix >= wd:
-                        continue
-                    src = x[n, iy, ix]
-                    wv = w[i, j]
-                    if mult == 1:
-                        for q in range(c):
-                            acc[q] += (np.int32(src[q]) - xzp) * np.int32(wv[q])
-                    else:
-                        for q in range(c):
-                            xv = np.int32(src[q]) - xzp
-                            for t in range(mult):
-                                acc[q * mult + t] += xv * np.int32(wv[q * mult + t])
-            requant_span(acc, out[n, oy, ox], rq, zp, lo, hi, single)
-
-
-@jit(error_model="numpy")
-def qdepthwise_serial(x: np.ndarray, w: np.ndarray, rq: np.ndarray, out: np.ndarray,
-                      counter: np.ndarray, geo: np.ndarray) -> None:
-    """Int8 depthwise conv on the calling thread (counter: scratch of the parallel entry)."""
-    t = geo[G_NCHUNK] * 0
-    _qdepthwise_rows(x, w, rq, out, geo, t, geo[G_N] * geo[G_OH])
-
-
-@pjit(error_model="numpy")
-def qdepthwise_par(x: np.ndarray, w: np.ndarray, rq: np.ndarray, out: np.ndarray,
-                   counter: np.ndarray, geo: np.ndarray) -> None:
-    """The same on geo[G_NCHUNK] threads sharing geo[G_UNITS] runs of geo[G_UNIT] output
-    rows through counter[0]."""
-    rows, units, unit = geo[G_N] * geo[G_OH], geo[G_UNITS], geo[G_UNIT]
-    counter[0] = 0
-    for _t in prange(geo[G_NCHUNK]):
-        u = fetch_add(counter, 0, 1)
-        while u < units:
-            _qdepthwise_rows(x, w, rq, out, geo, u * unit, min(rows, (u + 1) * unit))
-            u = fetch_add(counter, 0, 1)

@@ -8,6 +8,8 @@ __all__ = ["FAMILIES", "load_all"]
 
 FAMILIES = ("conv", "elementwise", "linalg", "normalization", "recurrent", "reduce", "shape",
             "quant",
+            "elementwise_binary",
+            "shape_dynamic",
             "tensor")
 
 

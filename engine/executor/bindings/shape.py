@@ -1,11 +1,11 @@
 """Kernel bindings: shape family (Reshape, Flatten, Squeeze, Unsqueeze, Transpose, Concat,
 Slice, Gather, GatherElements). Everything shape-dependent is worked out in ``prepare``;
-``run`` is a copy or one kernel call."""
+``run`` is a copy or one kernel call. The value-dependent ops are in ``shape_dynamic``."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numba
@@ -16,7 +16,7 @@ from engine.executor.binding import Prepared, bind
 from engine.ir.graph import TensorType
 from engine.kernels import shape as K
 
-__all__ = ["canonical_perm"]
+__all__ = ["canonical_perm", "slice_index"]
 
 _U32 = np.dtype(np.uint32)
 _Arrays = Sequence[np.ndarray]
@@ -159,6 +159,21 @@ def _concat(
 # -- Slice -----------------------------------------------------------------------------------
 
 
+def slice_index(rank: int, starts: Sequence[int], ends: Sequence[int],
+                axes: Sequence[int] | None, steps: Sequence[int] | None) -> tuple[slice, ...]:
+    """The numpy index of an ONNX Slice of a rank-``rank`` tensor (axes default to the first
+    ``len(starts)``, steps to 1)."""
+    axes = range(len(starts)) if axes is None else axes
+    steps = [1] * len(starts) if steps is None else steps
+    index = [slice(None)] * rank
+    for ax, s, e, st in zip(axes, starts, ends, steps, strict=True):
+        if st == 0:
+            raise ShapeError("Slice step must not be 0")
+        # numpy applies Python's slice clamping (huge and negative bounds included)
+        index[ax % rank] = slice(int(s), int(e), int(st))
+    return tuple(index)
+
+
 @bind("Slice")
 def _slice(
     attrs: Mapping[str, Any],
@@ -167,16 +182,7 @@ def _slice(
     consts: Sequence[np.ndarray | None],
 ) -> Prepared:
     shape = _dims(in_types[0])
-    starts, ends = attrs["starts"], attrs["ends"]
-    axes = range(len(starts)) if attrs["axes"] is None else attrs["axes"]
-    steps = [1] * len(starts) if attrs["steps"] is None else attrs["steps"]
-    index = [slice(None)] * len(shape)
-    for ax, s, e, st in zip(axes, starts, ends, steps, strict=True):
-        if st == 0:
-            raise ShapeError("Slice step must not be 0")
-        # numpy applies Python's slice clamping (huge and negative bounds included)
-        index[ax % len(shape)] = slice(int(s), int(e), int(st))
-    idx = tuple(index)
+    idx = slice_index(len(shape), attrs["starts"], attrs["ends"], attrs["axes"], attrs["steps"])
     got = tuple(len(range(*sl.indices(n))) for sl, n in zip(idx, shape, strict=True))
     if got != _dims(out_types[0]):
         raise ShapeError(f"Slice of {shape} gives {got}, but the graph says {out_types[0]}")
@@ -188,6 +194,18 @@ def _slice(
 
 
 # -- Gather ----------------------------------------------------------------------------------
+
+
+def _index_as(itype: np.dtype[Any], shape: tuple[int, ...]) -> Callable[[np.ndarray], np.ndarray]:
+    """Indices reshaped to ``shape``: int32 and int64 as they are (the kernels take both),
+    other integer types widened to int64."""
+    native = itype in (np.dtype(np.int32), np.dtype(np.int64))
+
+    def reshape(indices: np.ndarray) -> np.ndarray:
+        r = indices.reshape(shape)
+        return r if native else r.astype(np.int64)
+
+    return reshape
 
 
 @bind("Gather")
@@ -205,11 +223,7 @@ def _gather(
         raise DTypeError(f"Gather indices must be integers, got {itype}")
     k = math.prod(_dims(in_types[1]))
     xs, os_ = (a, d, b), (a, k, b)
-    native = itype in (np.dtype(np.int32), np.dtype(np.int64))
-
-    def flat(indices: np.ndarray) -> np.ndarray:
-        f = indices.reshape(k)
-        return f if native else f.astype(np.int64)
+    flat = _index_as(itype, (k,))
 
     def bad(indices: np.ndarray, pos: int) -> str:
         return (f"Gather index {int(indices.reshape(-1)[pos])} is out of range for axis "
@@ -279,12 +293,7 @@ def _gather_elements(
     xs, is3 = (a, d, b), (a, k, b)
     dtype = np.dtype(in_types[0].dtype)
     uint = _UINT[dtype.itemsize]
-    itype = np.dtype(in_types[1].dtype)
-    native = itype in (np.dtype(np.int32), np.dtype(np.int64))
-
-    def idx3(indices: np.ndarray) -> np.ndarray:
-        i3 = indices.reshape(is3)
-        return i3 if native else i3.astype(np.int64)
+    idx3 = _index_as(np.dtype(in_types[1].dtype), is3)
 
     def bad(indices: np.ndarray, pos: int) -> str:
         return (f"GatherElements index {int(indices.reshape(-1)[pos])} is out of range for "
@@ -316,136 +325,3 @@ def _gather_elements(
             raise InputError(bad(idx, pos))
 
     return Prepared(run, scratch)
-
-
-# -- value-dependent ops: by plan time their output types are static ---------------------------
-
-
-def _ints(a: np.ndarray) -> list[int]:
-    return [int(v) for v in np.asarray(a).reshape(-1)]
-
-
-@bind("Shape")
-def _shape_of(
-    attrs: Mapping[str, Any],
-    in_types: Sequence[TensorType],
-    out_types: Sequence[TensorType],
-    consts: Sequence[np.ndarray | None],
-) -> Prepared:
-    value = np.array(_dims(in_types[0])[attrs["start"]:attrs["end"]], dtype=np.int64)
-
-    def run(ins: _Arrays, outs: _Arrays, _s: Any) -> None:
-        np.copyto(outs[0], value)
-
-    return Prepared(run)
-
-
-bind("DynamicReshape")(_copy)
-
-
-@bind("DynamicSlice")
-def _dyn_slice(
-    attrs: Mapping[str, Any],
-    in_types: Sequence[TensorType],
-    out_types: Sequence[TensorType],
-    consts: Sequence[np.ndarray | None],
-) -> Prepared:
-    rank = len(_dims(in_types[0]))
-    oshape = _dims(out_types[0])
-
-    def index(params: Sequence[np.ndarray]) -> tuple[slice, ...]:
-        starts, ends = _ints(params[0]), _ints(params[1])
-        axes = _ints(params[2]) if len(params) > 2 else list(range(len(starts)))
-        steps = _ints(params[3]) if len(params) > 3 else [1] * len(starts)
-        idx = [slice(None)] * rank
-        for ax, s, e, st in zip(axes, starts, ends, steps, strict=True):
-            if st == 0:
-                raise ShapeError("Slice step must not be 0")
-            idx[ax % rank] = slice(s, e, st)
-        return tuple(idx)
-
-    if all(c is not None for c in consts[1:]):
-        fixed = index([c for c in consts[1:] if c is not None])
-
-        def run_const(ins: _Arrays, outs: _Arrays, _s: Any) -> None:
-            np.copyto(outs[0], ins[0][fixed])
-
-        return Prepared(run_const)
-
-    def run(ins: _Arrays, outs: _Arrays, _s: Any) -> None:
-        part = ins[0][index(ins[1:])]
-        if part.shape != oshape:
-            raise InputError(f"Slice gives shape {part.shape}; the plan expected {oshape}")
-        np.copyto(outs[0], part)
-
-    return Prepared(run)
-
-
-@bind("Expand")
-def _expand(
-    attrs: Mapping[str, Any],
-    in_types: Sequence[TensorType],
-    out_types: Sequence[TensorType],
-    consts: Sequence[np.ndarray | None],
-) -> Prepared:
-    oshape = _dims(out_types[0])
-
-    def run(ins: _Arrays, outs: _Arrays, _s: Any) -> None:
-        np.copyto(outs[0], np.broadcast_to(ins[0], oshape))
-
-    return Prepared(run)
-
-
-@bind("Tile")
-def _tile(
-    attrs: Mapping[str, Any],
-    in_types: Sequence[TensorType],
-    out_types: Sequence[TensorType],
-    consts: Sequence[np.ndarray | None],
-) -> Prepared:
-    shape = _dims(in_types[0])
-    oshape = _dims(out_types[0])
-    # out viewed as (r0, d0, r1, d1, ...): one broadcasting copy, no temporaries
-    split = tuple(v for r, d in zip(np.array(oshape) // np.maximum(shape, 1), shape,
-                                    strict=True) for v in (int(r), d))
-    src = tuple(v for d in shape for v in (1, d))
-
-    def run(ins: _Arrays, outs: _Arrays, _s: Any) -> None:
-        if outs[0].size:
-            np.copyto(outs[0].reshape(split), ins[0].reshape(src))
-
-    return Prepared(run)
-
-
-@bind("Range")
-def _range(
-    attrs: Mapping[str, Any],
-    in_types: Sequence[TensorType],
-    out_types: Sequence[TensorType],
-    consts: Sequence[np.ndarray | None],
-) -> Prepared:
-    n = _dims(out_types[0])[0]
-    dtype = np.dtype(out_types[0].dtype)
-
-    def run(ins: _Arrays, outs: _Arrays, _s: Any) -> None:
-        start, delta = ins[0].item(), ins[2].item()
-        # ONNX defines element i as start + i * delta (no accumulated rounding)
-        np.copyto(outs[0], start + np.arange(n, dtype=np.float64 if dtype.kind == "f" else
-                                             np.int64) * delta, casting="unsafe")
-
-    return Prepared(run)
-
-
-@bind("ConstantOfShape")
-def _const_of_shape(
-    attrs: Mapping[str, Any],
-    in_types: Sequence[TensorType],
-    out_types: Sequence[TensorType],
-    consts: Sequence[np.ndarray | None],
-) -> Prepared:
-    value = np.asarray(attrs["value"]).astype(out_types[0].dtype)
-
-    def run(ins: _Arrays, outs: _Arrays, _s: Any) -> None:
-        outs[0].fill(value)
-
-    return Prepared(run)

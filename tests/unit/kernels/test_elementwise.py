@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import mutually_broadcastable_shapes
 
-from engine.executor.bindings.elementwise import PAR_MIN_CHEAP, broadcast_plan
+from engine.executor.bindings.elementwise import PAR_MIN_CHEAP
+from engine.executor.bindings.elementwise_binary import broadcast_plan
 from engine.kernels import elementwise as K
 from engine.kernels.reference import elementwise as ref
 from tests.unit.kernels.harness import run_op
