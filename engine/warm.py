@@ -102,7 +102,9 @@ EXAMPLES.update({
     "QDense": [([((2, 8), I8, False), ((8, 4), I8, True), ((4,), F, True), ((4,), "int32", True)],
                 {**_Q, "activation": a}) for a in ("linear", "relu", "relu6")],
     "DenseW8": [([((n, 8), F, False), ((8, 4), I8, True), ((4,), F, True), ((4,), F, True)],
-                 {"activation": a}) for n in (2, 16) for a in _ACTS],
+                 {"activation": a}) for n in (2, 16) for a in _ACTS]
+    + [([((16, 8), F, False), ((8, u), I8, True), ((u,), F, True)], {})
+       for u in (20, 40, 64)],  # quant_dense's other tile widths
     "Conv2DW8": [([((2, 8, 8, 4), F, False), ((3, 3, 4, 8), I8, True), ((8,), F, True),
                    ((8,), F, True)], {"pads": (1, 1, 1, 1), "activation": a}) for a in _ACTS],
     "DenseF16": [([((2, 8), F, False), ((8, 4), "float16", True), ((4,), F, True)],

@@ -21,10 +21,11 @@ from engine.ir.graph import TensorType
 from engine.kernels import conv as CK
 from engine.kernels import quant as QK
 from engine.kernels import quant_conv as QC
+from engine.kernels import quant_dense as QD
 from engine.kernels.activations import activation_code
 from engine.kernels.dense import dense_epilogue
 
-__all__ = ["W8_DIRECT_ROWS"]
+__all__ = ["W8_DIRECT_ROWS", "W8_TILED_MAX_FMA"]
 
 Arrays = Sequence[np.ndarray]
 Widen = Callable[[np.ndarray, np.ndarray], None]  # (resident narrow, float32 scratch)
@@ -34,6 +35,13 @@ _F32 = np.float32
 # GEMM wins (the widening is 1/rows of the GEMM's work).
 W8_DIRECT_ROWS = 8
 _DIRECT_PAR_MIN = 1 << 20  # weight elements from which the direct kernel uses threads
+# Above W8_DIRECT_ROWS and below this many multiply-adds, DenseW8 runs the register-tiled
+# int8-reading GEMM (engine.kernels.quant_dense) on the calling thread: no widening and no
+# BLAS call, so no OpenBLAS wake-up after the previous (numba) node, and no stall when the
+# other core is busy (float Dense 32x1024x64 measured 30 ms then, instead of ~40 us). On an
+# idle box 2-thread OpenBLAS is faster from a few million FMAs (64x1024x128: 0.71x), so
+# above this widening once + BLAS stays.
+W8_TILED_MAX_FMA = 1 << 22
 
 
 def _size(shape: Sequence[int | None]) -> int:
@@ -72,6 +80,8 @@ def _dense(attrs: Mapping[str, Any], in_types: Sequence[TensorType],
         s_const = np.ones(units, dtype=_F32)
         if w_const is not None:
             w_const = np.ascontiguousarray(w_const).view(np.uint16)
+    if w8 and W8_DIRECT_ROWS < rows and rows * k * units < W8_TILED_MAX_FMA:
+        return _dense_w8_tiled(rows, k, units, code, alpha, b_const, b_at, w_const, s_const)
     direct = w8 and rows <= W8_DIRECT_ROWS
     par = direct and k * units >= _DIRECT_PAR_MIN
     direct_kernel = QK.dense_w8_rows_par if par else QK.dense_w8_rows
@@ -97,6 +107,33 @@ def _dense(attrs: Mapping[str, Any], in_types: Sequence[TensorType],
 
     scratch: tuple[tuple[tuple[int, ...], str], ...] = () if direct else (((k, units), "float32"),)
     return Prepared(run, scratch)
+
+
+def _dense_w8_tiled(rows: int, k: int, units: int, code: int, alpha: float,
+                    b_const: np.ndarray | None, b_at: int, w_const: np.ndarray | None,
+                    s_const: np.ndarray | None) -> Prepared:
+    """DenseW8 on quant_dense's tiled kernel, reading the model's int8 weight in place; only
+    a last partial column block is copied (zero-padded, once per plan, or per run when the
+    weight is an input)."""
+    mr, nr = QD.w8_tile_shape(units)
+    serial, par = QD.w8_gemm_kernels(mr, nr)
+    nblocks = -(-units // nr)
+    threads = min(CB._threads(), nblocks) if rows * k * units >= CB.CONV_PAR_MIN_FMA else 1
+    kernel = par if threads > 1 else serial
+    wc = None if w_const is None else np.ascontiguousarray(w_const, np.int8)
+    tc = None if wc is None else QD.pack_tail(wc, nr)
+
+    def run(ins: Arrays, outs: Arrays, scr: Arrays) -> None:
+        w = wc if wc is not None else np.ascontiguousarray(ins[1], np.int8)
+        t = tc if tc is not None else QD.pack_tail(w, nr)
+        s = s_const if s_const is not None else np.ascontiguousarray(ins[2], _F32).reshape(-1)
+        b = b_const if b_const is not None else ins[b_at].reshape(-1)
+        x = np.ascontiguousarray(ins[0]).reshape(rows, k)
+        y = outs[0].reshape(rows, units)
+        kernel(x, w, t, s, y, threads)
+        dense_epilogue(y, b, code, alpha)
+
+    return Prepared(run)
 
 
 @bind("DenseW8")
