@@ -4,8 +4,9 @@
 ``np.asarray`` then walks them again: together ~280 us of the ~450 us a request costs the
 event loop (docs/benchmarks.md). ``decode_json`` instead scans the top-level object once
 (numba, no GIL needed, no Python objects), parses the numeric arrays under ``tensor_keys``
-(and the members of an object under them) directly into one flat buffer, and hands every
-other value to ``orjson.loads`` on its own slice of the body.
+(and the members of an object under them; or, for KServe v2, the ``member_keys`` of each
+object in a list under them: ``inputs[*].data``) directly into one flat buffer, and hands
+every other value to ``orjson.loads`` on its own slice of the body.
 
 Result: the same dict orjson would give, except that those rectangular numeric arrays are
 ``JsonArray``s (an ndarray subclass: int64 when every number is an integer literal, else
@@ -39,6 +40,7 @@ __all__ = ["JsonArray", "decode_json", "warm"]
 log = logging.getLogger("numbaserve.json")
 
 _MAX_DIMS = 8
+_I64_MAX = 2**63 - 1
 _POW10 = np.array([10.0**i for i in range(23)])
 
 # parse_array status codes
@@ -148,6 +150,7 @@ def parse_array(buf: np.ndarray, i: int, n: int, fout: np.ndarray, iout: np.ndar
             mant = 0
             digits = 0  # significant digits in mant (at most 19: int64)
             dropped = 0
+            full = False  # a digit did not fit: mant takes no more
             if buf[i] == 48:  # 0 | [1-9][0-9]*
                 i += 1
                 if i < n and np.uint32(buf[i]) - np.uint32(48) < 10:
@@ -155,10 +158,11 @@ def parse_array(buf: np.ndarray, i: int, n: int, fout: np.ndarray, iout: np.ndar
             else:
                 d = np.uint32(buf[i]) - np.uint32(48)
                 while d < 10:  # the body ends with a non-digit (checked by scan)
-                    if digits < 19:
+                    if not full and (digits < 18 or mant <= (_I64_MAX - int(d)) // 10):
                         mant = mant * 10 + int(d)
                         digits += 1
                     else:
+                        full = True
                         dropped += 1
                     i += 1
                     d = np.uint32(buf[i]) - np.uint32(48)
@@ -176,10 +180,12 @@ def parse_array(buf: np.ndarray, i: int, n: int, fout: np.ndarray, iout: np.ndar
                         i += 1
                         d = np.uint32(buf[i]) - np.uint32(48)
                 while d < 10:
-                    if digits < 19:
+                    if not full and (digits < 18 or mant <= (_I64_MAX - int(d)) // 10):
                         mant = mant * 10 + int(d)
                         digits += 1
                         exp10 -= 1
+                    else:
+                        full = True
                     i += 1
                     d = np.uint32(buf[i]) - np.uint32(48)
             if i < n and (buf[i] == 101 or buf[i] == 69):  # exponent
@@ -273,47 +279,85 @@ def _is_wanted(buf: np.ndarray, k0: int, k1: int, wanted: np.ndarray,
 
 
 @numba.njit(cache=True, nogil=True)
-def scan(buf: np.ndarray, n: int, wanted: np.ndarray, woff: np.ndarray, rows: np.ndarray,
-         tensors: np.ndarray, fout: np.ndarray, iout: np.ndarray) -> int:
+def _tensor_key(buf: np.ndarray, k0: int, k1: int, ctype: int, wanted: np.ndarray,
+                woff: np.ndarray, members: np.ndarray, moff: np.ndarray) -> bool:
+    """Whether the value under this key, in a container of type ``ctype``, is looked at
+    (for a tensor or a container): at the top (0) under a key of ``wanted``, in an object
+    under such a key (2) under any key, in an object in a list there (4) under a key of
+    ``members``."""
+    if ctype == 2:
+        return True
+    if ctype == 0:
+        return _is_wanted(buf, k0, k1, wanted, woff)
+    return _is_wanted(buf, k0, k1, members, moff)
+
+
+@numba.njit(cache=True, nogil=True)
+def scan(buf: np.ndarray, n: int, wanted: np.ndarray, woff: np.ndarray, members: np.ndarray,
+         moff: np.ndarray, rows: np.ndarray, tensors: np.ndarray, fout: np.ndarray,
+         iout: np.ndarray) -> int:
     """One pass over a top-level object. ``rows[r]`` = (key start, key end, value start,
     value end, kind, tensor index, parent row): kind 0 a value for orjson, 1 a tensor
-    (``tensors[t]`` its meta), 2 an object under a wanted key whose members follow as rows
-    with this row as parent. Returns the row count, -1 (not a plain object: orjson's job)
-    or -2 (``rows``/``tensors`` too small)."""
+    (``tensors[t]`` its meta), 2 an object, 3 a list of objects (its elements are kind-2
+    rows without a key: key start = -1). Members of a container follow it as rows with it
+    as parent. With ``members`` empty (v1), a wanted key's array is a tensor and its
+    object a container whose arrays are tensors. Otherwise (v2) only a wanted key's list
+    that starts with an object is opened: each element must be an object (else -1), and
+    the arrays under its ``members`` keys are tensors. Returns the row count, -1 (not a
+    plain object, or not as described: orjson's job) or -2 (``rows``/``tensors`` too
+    small)."""
     nrows = 0
     ntens = 0
     off = 0
-    parent = -1
+    lists = moff.shape[0] > 1
     if n == 0 or buf[n - 1] != 125 and buf[n - 1] not in (32, 9, 10, 13):
         return -1  # an object ends with '}' (+ whitespace): number loops need no bounds check
     i = _skip_ws(buf, 0, n)
     if i >= n or buf[i] != 123:
         return -1
+    # the open containers: row and type (0 the top object, 2 an object under a wanted key,
+    # 3 a list under a wanted key, 4 an object in that list)
+    srow = np.full(3, -1, np.int64)
+    stype = np.zeros(3, np.int64)
+    d = 0
     i = _skip_ws(buf, i + 1, n)
     if i < n and buf[i] == 125:
         return 0 if _skip_ws(buf, i + 1, n) == n else -1
     while i < n:
-        if buf[i] != 34:
-            return -1
-        k0 = i
-        i = _skip_string(buf, i, n)
-        if i < 0:
-            return -1
-        k1 = i
-        i = _skip_ws(buf, i, n)
-        if i >= n or buf[i] != 58:
-            return -1
-        i = _skip_ws(buf, i + 1, n)
-        if i >= n:
-            return -1
+        ctype = stype[d]
+        k0 = -1
+        k1 = -1
+        if ctype != 3:
+            if buf[i] != 34:
+                return -1
+            k0 = i
+            i = _skip_string(buf, i, n)
+            if i < 0:
+                return -1
+            k1 = i
+            i = _skip_ws(buf, i, n)
+            if i >= n or buf[i] != 58:
+                return -1
+            i = _skip_ws(buf, i + 1, n)
+            if i >= n:
+                return -1
         if nrows >= rows.shape[0] or ntens >= tensors.shape[0]:
             return -2
         v0 = i
         kind = 0
         tindex = -1
         c = buf[i]
-        if parent >= 0 or _is_wanted(buf, k0, k1, wanted, woff):
-            if c == 91:
+        if ctype == 3:
+            if c != 123:
+                return -1
+            kind = 2
+        elif _tensor_key(buf, k0, k1, ctype, wanted, woff, members, moff):
+            if ctype == 0 and lists:
+                if c == 91:
+                    j = _skip_ws(buf, i + 1, n)
+                    if j < n and buf[j] == 123:
+                        kind = 3
+            elif c == 91:
                 e = parse_array(buf, i, n, fout, iout, off, tensors[ntens])
                 if e > 0:
                     kind = 1
@@ -321,7 +365,7 @@ def scan(buf: np.ndarray, n: int, wanted: np.ndarray, woff: np.ndarray, rows: np
                     off += tensors[ntens, 1]
                     ntens += 1
                     i = e
-            elif c == 123 and parent < 0:
+            elif c == 123 and ctype == 0:
                 kind = 2
         if kind == 0:
             i = _skip_value(buf, i, n)
@@ -334,32 +378,30 @@ def scan(buf: np.ndarray, n: int, wanted: np.ndarray, woff: np.ndarray, rows: np
         rows[r, 3] = i
         rows[r, 4] = kind
         rows[r, 5] = tindex
-        rows[r, 6] = parent
+        rows[r, 6] = srow[d]
         nrows += 1
-        if kind == 2:  # descend: its members are the next rows
-            parent = r
+        if kind >= 2:  # descend: its members are the next rows
+            d += 1
+            srow[d] = r
+            stype[d] = kind if ctype != 3 else 4
             i = _skip_ws(buf, i + 1, n)
-            if i < n and buf[i] == 125:  # {}
-                rows[r, 3] = i + 1
-                parent = -1
-                i = _skip_ws(buf, i + 1, n)
-            else:
+            if kind == 3 or buf[i] != 125:  # (a list starts with '{': checked above)
                 continue
         else:
             i = _skip_ws(buf, i, n)
-        # after a member: ',' or the end of the current object
+        # after a member: ',' or the end of the current container (maybe several)
         while True:
             if i >= n:
                 return -1
             if buf[i] == 44:
                 i = _skip_ws(buf, i + 1, n)
                 break
-            if buf[i] != 125:
+            if buf[i] != (93 if stype[d] == 3 else 125):
                 return -1
-            if parent < 0:
+            if d == 0:
                 return nrows if _skip_ws(buf, i + 1, n) == n else -1
-            rows[parent, 3] = i + 1  # the nested object ends here
-            parent = -1
+            rows[srow[d], 3] = i + 1  # the container ends here
+            d -= 1
             i = _skip_ws(buf, i + 1, n)
     return -1
 
@@ -404,19 +446,24 @@ def _tensor(store: np.ndarray, meta: Any, body: bytes, v0: int, v1: int) -> Json
     return out
 
 
-def decode_json(body: bytes, tensor_keys: Collection[str] = ("instances", "inputs")) -> Any:
+def decode_json(body: bytes, tensor_keys: Collection[str] = ("instances", "inputs"),
+                member_keys: Collection[str] = ()) -> Any:
     """``orjson.loads(body)``, with the numeric arrays under ``tensor_keys`` (directly, or
-    as members of an object there) as JsonArrays.
+    as members of an object there) as JsonArrays; with ``member_keys``, instead those under
+    these keys in the objects of a list under ``tensor_keys``, and only those (KServe v2's
+    ``{"inputs": [{"data": [...], ...}, ...]}``).
 
     Raises ``orjson.JSONDecodeError`` for malformed JSON, as orjson does.
     """
     buf = np.frombuffer(body, np.uint8)
     wanted, woff = _wanted(tensor_keys)
+    members, moff = _wanted(member_keys)
     store = _scratch(len(body) // 2 + 1)
     rows = np.empty((32, 7), np.int64)
     tensors = np.empty((32, 5 + _MAX_DIMS), np.int64)
     while True:
-        m = scan(buf, len(body), wanted, woff, rows, tensors, store, store.view(np.int64))
+        m = scan(buf, len(body), wanted, woff, members, moff, rows, tensors, store,
+                 store.view(np.int64))
         if m != -2:
             break
         rows = np.empty((rows.shape[0] * 8, 7), np.int64)
@@ -425,16 +472,20 @@ def decode_json(body: bytes, tensor_keys: Collection[str] = ("instances", "input
         return orjson.loads(body)
     try:
         doc: dict[str, Any] = {}
-        nested: dict[int, dict[str, Any]] = {}
+        nested: dict[int, Any] = {}
         for r, (k0, k1, v0, v1, kind, t, parent) in enumerate(rows[:m].tolist()):
-            key = orjson.loads(body[k0:k1])
             if kind == 1:
                 value: Any = _tensor(store, tensors[t], body, v0, v1)
             elif kind == 2:
                 value = nested[r] = {}
+            elif kind == 3:
+                value = nested[r] = []
             else:
                 value = orjson.loads(body[v0:v1])
-            (doc if parent < 0 else nested[parent])[key] = value
+            if k0 < 0:  # an element of a list
+                nested[parent].append(value)
+            else:
+                (doc if parent < 0 else nested[parent])[orjson.loads(body[k0:k1])] = value
     except orjson.JSONDecodeError:
         return orjson.loads(body)  # a member orjson refuses: it reports on the whole body
     return doc

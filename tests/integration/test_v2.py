@@ -167,6 +167,41 @@ def test_infer_nested_json_data(server: Server) -> None:
     assert out["shape"] == [2, 2] and out["datatype"] == "FP32"
 
 
+def test_json_inputs_written_any_way_decode_like_binary(client: Any, server: Server) -> None:
+    """Two JSON inputs, one flat and one nested, keys in any order, integer literals, long
+    decimals and exponents, odd whitespace: the same answer as the same tensors in binary."""
+    body = (b'{ "id" : "mixed",\n "inputs" : [ {"data": [1, 2.5, -3, 0.100000001490116119384765'
+            b'625, 1e-3, 4E0, 5, 6.0], "parameters": {"content_type": "x"}, "shape": [2, 4],'
+            b' "datatype": "FP32", "name": "a"},\n {"name": "b", "datatype": "FP32", "shape":'
+            b' [2, 3], "data": [[1, 0, -1], [ 2.25 , 2 , 2e0 ]]} ],\n "outputs": [{"name": "p"'
+            b'}, {"name": "q"}] }')
+    r = server.client.post("/v2/models/multi/infer", content=body,
+                           headers={"content-type": "application/json"})
+    assert r.status_code == 200, r.text
+    got = {o["name"]: np.array(o["data"], np.float32).reshape(o["shape"])
+           for o in r.json()["outputs"]}
+    a = np.array([[1, 2.5, -3, 0.1], [1e-3, 4, 5, 6]], np.float32)
+    b = np.array([[1, 0, -1], [2.25, 2, 2]], np.float32)
+    res = client.infer("multi", [fp32_input("a", a), fp32_input("b", b)])
+    assert r.json()["id"] == "mixed"
+    np.testing.assert_array_equal(got["p"], res.as_numpy("p"))
+    np.testing.assert_array_equal(got["q"], res.as_numpy("q"))
+    np.testing.assert_allclose(got["p"], a @ W, rtol=1e-6)
+
+
+@pytest.mark.parametrize("data,what", [
+    (b"[1, 2, 3, \"x\"]", "not a valid FP32 tensor"),
+    (b"[1, 2, 3]", "holds 4 elements but 'data' has 3"),
+    (b"[[1, 2], [3, 4, 5]]", "not a valid FP32 tensor"),
+    (b"[1, 2, 3, 4],", "malformed JSON"),
+    (b"[1, 2, 3, 4]]", "malformed JSON"),
+    (b"[1, 2, 3, 01]", "malformed JSON"),
+])
+def test_bad_json_data_is_a_400(server: Server, data: bytes, what: str) -> None:
+    body = b'{"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": %s}]}' % data
+    assert what in error_of(server.client.post("/v2/models/dense/infer", content=body), 400)
+
+
 def test_outputs_selection(client: Any) -> None:
     a = X
     b = np.array([[1.0, 0.0, -1.0], [2.0, 2.0, 2.0]], dtype=np.float32)
