@@ -48,53 +48,22 @@ from engine.kernels.conv import (
     G_W,
     fetch_add,
 )
-from engine.kernels.quant_depthwise import qdepthwise_par, qdepthwise_serial
 from engine.kernels.quant_requant import (
     G_HI,
     G_LO,
     G_PB,
     G_PR,
-    G_SINGLE,
     G_XZP,
     G_YZP,
-    QGEO_LEN,
-    RQ_BIAS,
-    RQ_LEFT,
-    RQ_MULT,
-    RQ_RIGHT,
-    RQ_TOTAL,
-    requant_span,
-    requant_table,
     requant_tile,
-    tile_requant_table,
 )
-from engine.kernels.quant_tile import LANES, icopy, imadd, istack, izero, ld_pair, qtile_shape
+from engine.kernels.quant_tile import icopy, imadd, istack, izero, ld_pair
 
 __all__ = [
-    "QGEO_LEN",
-    "G_XZP",
-    "G_YZP",
-    "G_LO",
-    "G_HI",
-    "G_SINGLE",
-    "G_PB",
-    "G_PR",
-    "RQ_BIAS",
-    "RQ_MULT",
-    "RQ_LEFT",
-    "RQ_RIGHT",
-    "RQ_TOTAL",
-    "LANES",
-    "qtile_shape",
     "reduction_layout",
     "pack_qweight",
     "image_len",
-    "requant_table",
-    "tile_requant_table",
-    "requant_span",
     "qgemm_kernels",
-    "qdepthwise_serial",
-    "qdepthwise_par",
 ]
 
 

@@ -171,19 +171,6 @@ for _op in _ALL_UNARY:
 # ----------------------------------------------------------------------------- the rest
 
 
-@bind("Not")
-def _prepare_not(
-    attrs: Mapping[str, Any],
-    in_types: Sequence[TensorType],
-    out_types: Sequence[TensorType],
-    consts: Sequence[np.ndarray | None],
-) -> Prepared:
-    def run(ins: Arrays, outs: Arrays, scratch: Arrays) -> None:
-        np.logical_not(ins[0], out=outs[0])
-
-    return Prepared(run)
-
-
 @bind("Cast")
 def _prepare_cast(
     attrs: Mapping[str, Any],
@@ -235,7 +222,9 @@ def _prepare_softmax(
 # ----------------------------------------------------------------------------- numpy-backed
 # Ops imported models use rarely and on small tensors (masks, shape arithmetic): one ufunc.
 
-_NUMPY_UNARY: dict[str, Callable[..., Any]] = {"Sin": np.sin, "Cos": np.cos, "Sign": np.sign}
+# one numpy ufunc into the preallocated output (bool outputs: Not, IsNaN)
+_NUMPY_UNARY: dict[str, Callable[..., Any]] = {"Sin": np.sin, "Cos": np.cos, "Sign": np.sign,
+                                               "Not": np.logical_not, "IsNaN": np.isnan}
 
 
 def _ufunc_binding(fn: Callable[..., Any], arity: int) -> Callable[..., Prepared]:
@@ -255,19 +244,6 @@ def _ufunc_binding(fn: Callable[..., Any], arity: int) -> Callable[..., Prepared
 
 for _op, _fn in _NUMPY_UNARY.items():
     bind(_op)(_ufunc_binding(_fn, 1))
-
-
-@bind("IsNaN")
-def _prepare_isnan(
-    attrs: Mapping[str, Any],
-    in_types: Sequence[TensorType],
-    out_types: Sequence[TensorType],
-    consts: Sequence[np.ndarray | None],
-) -> Prepared:
-    def run(ins: Arrays, outs: Arrays, scratch: Arrays) -> None:
-        np.isnan(ins[0], out=outs[0])
-
-    return Prepared(run)
 
 
 @bind("IsInf")

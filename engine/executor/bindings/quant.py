@@ -22,6 +22,9 @@ from engine.kernels import conv as CK
 from engine.kernels import quant as QK
 from engine.kernels import quant_conv as QC
 from engine.kernels import quant_dense as QD
+from engine.kernels import quant_depthwise as QDW
+from engine.kernels import quant_requant as QR
+from engine.kernels import quant_tile as QT
 from engine.kernels.activations import activation_code
 from engine.kernels.dense import dense_epilogue
 
@@ -324,7 +327,7 @@ def _qparams(attrs: Mapping[str, Any], consts: Sequence[np.ndarray | None],
         mult, shift = QK.requant_params(xs, scale, ys, n)
         b = (np.zeros(n, np.int32) if bias is None
              else np.ascontiguousarray(bias, np.int32).reshape(-1))
-        return QC.requant_table(b, mult, shift)
+        return QR.requant_table(b, mult, shift)
 
     has_bias = len(consts) == 4
     fixed = consts[2] is not None and (not has_bias or consts[3] is not None)
@@ -340,10 +343,10 @@ def _qparams(attrs: Mapping[str, Any], consts: Sequence[np.ndarray | None],
 def _qgeometry(attrs: Mapping[str, Any], x_shape: Sequence[int], w_shape: Sequence[int],
                y_shape: Sequence[int], xzp: int, yzp: int, lo: int, hi: int,
                single: bool) -> np.ndarray:
-    geo = np.zeros(QC.QGEO_LEN, dtype=np.int64)
+    geo = np.zeros(QR.QGEO_LEN, dtype=np.int64)
     geo[:CK.GEO_LEN] = CB._conv_geometry(attrs, x_shape, w_shape, y_shape)
-    geo[[QC.G_XZP, QC.G_YZP, QC.G_LO, QC.G_HI, QC.G_SINGLE]] = (xzp, yzp, lo, hi, int(single))
-    geo[[QC.G_PB, QC.G_PR]] = (int(attrs["pads"][1]), int(attrs["pads"][3]))
+    geo[[QR.G_XZP, QR.G_YZP, QR.G_LO, QR.G_HI, QR.G_SINGLE]] = (xzp, yzp, lo, hi, int(single))
+    geo[[QR.G_PB, QR.G_PR]] = (int(attrs["pads"][1]), int(attrs["pads"][3]))
     return geo
 
 
@@ -361,7 +364,7 @@ def _qconv_call(geo: np.ndarray, w_shape: Sequence[int]) -> tuple[
     scratch: list[tuple[tuple[int, ...], str]] = [((CB._SCHED_LEN,), "int64")]
     if cg == 1 and groups > 1:  # depthwise (any channel multiplier)
         threads = CB._share_out(geo, CB._CONV_SPLIT, par, rows, CB._UNITS_PER_THREAD)
-        dk = QC.qdepthwise_par if threads > 1 else QC.qdepthwise_serial
+        dk = QDW.qdepthwise_par if threads > 1 else QDW.qdepthwise_serial
 
         def table(rq: np.ndarray) -> np.ndarray:
             return rq
@@ -374,8 +377,8 @@ def _qconv_call(geo: np.ndarray, w_shape: Sequence[int]) -> tuple[
             dk(x, wp, rq, y, scr[0], geo)
 
         return pack, call, table, scratch
-    mr, nr = QC.qtile_shape(o // groups, m)
-    serial, parallel = QC.qgemm_kernels(mr, nr, bool(geo[QC.G_SINGLE]))
+    mr, nr = QT.qtile_shape(o // groups, m)
+    serial, parallel = QC.qgemm_kernels(mr, nr, bool(geo[QR.G_SINGLE]))
     nblocks = -(-m // mr)
     geo[CK.G_NBLK] = nblocks
     ncols = groups * -(-(o // groups) // nr)
@@ -384,7 +387,7 @@ def _qconv_call(geo: np.ndarray, w_shape: Sequence[int]) -> tuple[
     threads = CB._share_out(geo, CB._CONV_SPLIT, par, ncols if split_cols else nblocks,
                             1 if split_cols else CB._UNITS_PER_THREAD)
     kernel = parallel if threads > 1 else serial
-    wpad = int(geo[CK.G_W] + geo[CK.G_PL] + geo[QC.G_PR])
+    wpad = int(geo[CK.G_W] + geo[CK.G_PL] + geo[QR.G_PR])
     woff, kidx = QC.reduction_layout(kh, kw, cg, int(geo[CK.G_C]), int(geo[CK.G_DH]),
                                      int(geo[CK.G_DW]), wpad)
     scratch.append(((QC.image_len(geo),), "int16"))
@@ -397,7 +400,7 @@ def _qconv_call(geo: np.ndarray, w_shape: Sequence[int]) -> tuple[
         kernel(x, wp, woff, rq, y, scr[1], scr[0], geo)
 
     def tile_table(rq: np.ndarray) -> np.ndarray:
-        return QC.tile_requant_table(rq, groups, o // groups, mr, nr)
+        return QR.tile_requant_table(rq, groups, o // groups, mr, nr)
 
     return pack_gemm, call_gemm, tile_table, scratch
 

@@ -17,6 +17,7 @@ import pytest
 
 from engine.executor.bindings import conv as CB
 from engine.kernels import quant_conv as QC
+from engine.kernels import quant_requant as QR
 from engine.kernels.reference import quant as R
 from tests.unit.kernels.harness import run_op
 
@@ -133,10 +134,10 @@ def test_requantization_extremes_match_reference(shift: int) -> None:
     mult = rng.integers(1 << 30, 1 << 31, size=o).astype(np.int64)
     mult[:3] = [1 << 30, (1 << 31) - 1, 0]
     shifts = np.full(o, shift, np.int64)
-    rq = QC.requant_table(np.zeros(o, np.int32), mult, shifts)
+    rq = QR.requant_table(np.zeros(o, np.int32), mult, shifts)
     for single in (False, True):
         out = np.zeros(o, np.int8)
-        QC.requant_span(acc.astype(np.int32), out, rq, 5, -128, 127, single)
+        QR.requant_span(acc.astype(np.int32), out, rq, 5, -128, 127, single)
         f = (R.multiply_by_quantized_multiplier_single if single
              else R.multiply_by_quantized_multiplier)
         want = [min(127, max(-128, f(int(a), int(m), shift) + 5))
