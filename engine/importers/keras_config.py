@@ -35,10 +35,16 @@ class Opts:
     """A layer's config with problem reporting bound to that layer."""
 
     def __init__(self, name: str, class_name: str, config: Mapping[str, Any],
-                 problems: Problems) -> None:
+                 problems: Problems, parent: Opts | None = None, what: str = "") -> None:
         self.name, self.class_name, self.config = name, class_name, config
         self._problems = problems
+        self._parent, self._what = parent, what
         self.ok = True
+
+    def child(self, config: Mapping[str, Any], what: str) -> Opts:
+        """A nested layer's config (a Bidirectional's wrapped LSTM): its problems are this
+        layer's, prefixed with ``what``."""
+        return Opts(self.name, self.class_name, config, self._problems, self, what)
 
     def get(self, key: str, default: Any = None) -> Any:
         value = self.config.get(key, default)
@@ -46,7 +52,10 @@ class Opts:
 
     def bad(self, what: str) -> None:
         self.ok = False
-        self._problems.add(self.name, self.class_name, what)
+        if self._parent is not None:
+            self._parent.bad(f"{self._what}: {what}")
+        else:
+            self._problems.add(self.name, self.class_name, what)
 
     def only(self, key: str, allowed: Sequence[Any], default: Any = None) -> Any:
         value = self.get(key, default)

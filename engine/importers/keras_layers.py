@@ -21,6 +21,8 @@ from engine.importers.keras_ops import (
     Rescaling,
     SeparableConv2D,
 )
+from engine.importers.keras_rnn import CONVERTERS as RNN_CONVERTERS
+from engine.importers.keras_rnn import convert_recurrent
 from engine.layers import (
     LSTM,
     Activation,
@@ -192,9 +194,11 @@ def _embedding(o: Opts) -> Converted:
 
 
 def _lstm(o: Opts) -> Converted:
+    if o.get("go_backwards"):  # on LSTMSeq with reverse, as a GRU
+        return convert_recurrent(o, "LSTM")
     o.only("activation", ("tanh",), "tanh")
     o.only("recurrent_activation", ("sigmoid",), "sigmoid")
-    o.falsy("return_state", "go_backwards", "stateful", "time_major")
+    o.falsy("return_state", "stateful", "time_major")
     layer = LSTM(int(o.get("units")), use_bias=bool(o.get("use_bias", True)),
                  return_sequences=bool(o.get("return_sequences", False)), name=o.name)
     return layer, _bias(o, "kernel", "recurrent_kernel")
@@ -312,6 +316,7 @@ _CONVERTERS: dict[str, Callable[[Opts], Converted]] = {
     "Reshape": _reshape,
     "Permute": _permute,
     "Rescaling": _rescaling,
+    **RNN_CONVERTERS,
 }
 # Inference-time identities.
 for _name in ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",

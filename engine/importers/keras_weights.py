@@ -61,8 +61,9 @@ class V3Weights:
         return V3Weights(group if group is not None else {})
 
 
-# MultiHeadAttention's sub-layers, in the order the layer lists its weights
-_CHILD_ORDER = {"query_dense": 0, "key_dense": 1, "value_dense": 2, "output_dense": 3}
+# MultiHeadAttention's and Bidirectional's sub-layers, in the order the layer lists its weights
+_CHILD_ORDER = {"query_dense": 0, "key_dense": 1, "value_dense": 2, "output_dense": 3,
+                "forward_layer": 0, "backward_layer": 1}
 
 
 def _collect(group: Any) -> list[np.ndarray]:

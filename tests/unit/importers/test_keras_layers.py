@@ -218,7 +218,7 @@ def test_unsupported_layers_and_options_in_one_message(tmp_path: Path) -> None:
     x = layers.Reshape((-1, 4))(x)
     x = layers.LSTM(4, recurrent_activation="hard_sigmoid", return_sequences=True,
                     name="hard_lstm")(x)
-    x = layers.GRU(3, name="gru")(x)
+    x = layers.GRU(3, activation="relu", name="gru")(x)
     x = keras.ops.mean(x, axis=-1, keepdims=True)
     model = keras.Model(inputs, x)
     path = _save(model, tmp_path, "keras")
@@ -230,7 +230,7 @@ def test_unsupported_layers_and_options_in_one_message(tmp_path: Path) -> None:
                      "'cf_conv' (Conv2D): data_format='channels_first'",
                      "'elu_conv' (Conv2D): activation='elu'",
                      "'hard_lstm' (LSTM): recurrent_activation='hard_sigmoid'",
-                     "'gru' (GRU): layer type is not supported",
+                     "'gru' (GRU): activation='relu' is not supported",
                      "(Mean): keras.ops call is not supported"):
         assert expected in msg, msg
 
