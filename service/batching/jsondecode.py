@@ -34,6 +34,7 @@ import numpy as np
 import orjson
 
 import engine  # noqa: F401 - sets numba's cache directory before anything compiles
+from service.batching.jsondigits import eight_digits, load8
 
 __all__ = ["JsonArray", "decode_json", "warm"]
 
@@ -52,7 +53,7 @@ class JsonArray(np.ndarray):
     ``source`` the array's JSON text (for an exact re-read)."""
 
     exact: bool = True
-    source: bytes = b""
+    source: bytes | memoryview = b""
 
 
 @numba.njit(cache=True, nogil=True)
@@ -157,8 +158,14 @@ def parse_array(buf: np.ndarray, i: int, n: int, fout: np.ndarray, iout: np.ndar
                     return -1
             else:
                 d = np.uint32(buf[i]) - np.uint32(48)
-                while d < 10:  # the body ends with a non-digit (checked by scan)
-                    if not full and (digits < 18 or mant <= (_I64_MAX - int(d)) // 10):
+                # the body ends with a non-digit (checked by scan): no bounds checks
+                while d < 10 and digits < 18:  # < 10**18: fits
+                    mant = mant * 10 + int(d)
+                    digits += 1
+                    i += 1
+                    d = np.uint32(buf[i]) - np.uint32(48)
+                while d < 10:
+                    if not full and mant <= (_I64_MAX - int(d)) // 10:
                         mant = mant * 10 + int(d)
                         digits += 1
                     else:
@@ -179,8 +186,24 @@ def parse_array(buf: np.ndarray, i: int, n: int, fout: np.ndarray, iout: np.ndar
                         exp10 -= 1
                         i += 1
                         d = np.uint32(buf[i]) - np.uint32(48)
+                # eight digits at a time while mant surely stays below 10**18
+                while digits <= 10 and i + 8 <= n:
+                    eight = eight_digits(load8(buf, i))  # type: ignore[call-arg]
+                    if eight < 0:
+                        break
+                    mant = mant * 100000000 + eight
+                    digits += 8
+                    exp10 -= 8
+                    i += 8
+                d = np.uint32(buf[i]) - np.uint32(48)
+                while d < 10 and digits < 18:
+                    mant = mant * 10 + int(d)
+                    digits += 1
+                    exp10 -= 1
+                    i += 1
+                    d = np.uint32(buf[i]) - np.uint32(48)
                 while d < 10:
-                    if not full and (digits < 18 or mant <= (_I64_MAX - int(d)) // 10):
+                    if not full and mant <= (_I64_MAX - int(d)) // 10:
                         mant = mant * 10 + int(d)
                         digits += 1
                         exp10 -= 1
@@ -441,8 +464,8 @@ def _tensor(store: np.ndarray, meta: Any, body: bytes, v0: int, v1: int) -> Json
     arr = flat[off:off + count].reshape(tuple(int(d) for d in meta[5:5 + ndim]))
     out = arr.copy().view(JsonArray)
     out.exact = bool(exact)
-    if not exact:
-        out.source = body[v0:v1]
+    if not exact:  # a view: float32 inputs never read it, and it would be a 60 KB copy
+        out.source = memoryview(body)[v0:v1]
     return out
 
 

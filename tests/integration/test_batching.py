@@ -130,6 +130,10 @@ def test_bad_deadline_header_is_400(server: Server) -> None:
                                headers={"X-Request-Timeout-Ms": value})
         assert r.status_code == 400, value
         assert "X-Request-Timeout-Ms" in r.json()["error"]
+        # the same through the middleware stack (not a hot route)
+        r = server.client.get("/v1/models/dense", headers={"X-Request-Timeout-Ms": value})
+        assert r.status_code == 400, value
+        assert "X-Request-Timeout-Ms" in r.json()["error"]
 
 
 def test_batching_parameters_file_and_in_flight_cap(

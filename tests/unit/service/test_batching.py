@@ -511,6 +511,30 @@ def test_decode_json_matches_orjson_on_numeric_arrays(arr: np.ndarray, pretty: b
                                             arr.astype(np.float32), maxulp=1)
 
 
+@pytest.mark.parametrize("whole", ["0", "-0", "7", "-123456789", "100000000"])
+def test_decode_json_numbers_of_every_length(whole: str) -> None:
+    # Fractions of 1..24 digits (eight at a time in the scanner, then one by one), with
+    # leading zeros and exponents, and the last number ending right before the '}'.
+    rng = np.random.default_rng(len(whole))
+    texts = []
+    for length in range(1, 25):
+        for zeros in (0, 2):
+            digits = "".join(str(d) for d in rng.integers(0, 10, length))
+            for exp in ("", "e-3", "E+2"):
+                texts.append(f"{whole}.{'0' * zeros}{digits}{exp}")
+    body = ('{"instances": [' + ",".join(texts) + "]}").encode()
+    got = decode_json(body)["instances"]
+    ref = np.array(orjson.loads(body)["instances"])
+    assert isinstance(got, JsonArray) and got.shape == ref.shape
+    if got.exact:
+        assert np.array_equal(np.asarray(got), ref)
+    np.testing.assert_allclose(np.asarray(got), ref, rtol=1e-15, atol=0)
+    np.testing.assert_array_max_ulp(np.asarray(got, np.float32), ref.astype(np.float32), 1)
+    short = [t for t in texts if len(t.replace("-", "").replace(".", "")) <= 12]
+    exact = decode_json(('{"instances": [' + ",".join(short) + "]}").encode())["instances"]
+    assert exact.exact and np.array_equal(np.asarray(exact), [float(t) for t in short])
+
+
 @pytest.mark.parametrize("body", [
     b'{"instances": []}', b'{"instances": [[1, 2], [3]]}', b'{"instances": [1, true]}',
     b'{"instances": [1, null]}', b'{"instances": [1, "2"]}', b'{"instances": [{"a": 1}]}',
