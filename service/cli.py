@@ -184,6 +184,9 @@ def serve(settings: Any) -> int:
         lifespan="on",
         access_log=False,
         server_header=False,
+        # X-Forwarded-For rewriting costs a middleware layer per request and nothing here
+        # reads the client address (no access log).
+        proxy_headers=False,
         limit_concurrency=settings.max_concurrent_connections or None,
         timeout_graceful_shutdown=max(1, int(settings.drain_seconds * 0.8)),
         log_level=os.environ.get("NUMBASERVE_LOG_LEVEL", "info").lower(),
@@ -234,6 +237,11 @@ def convert(argv: Sequence[str]) -> int:
     parser.add_argument("--weights", required=True, choices=("int8", "float16"),
                         help="int8: per-output-channel symmetric, activations stay float32 "
                         "(dynamic range); float16: half-precision weights")
+    parser.add_argument("--compute", choices=("int8", "float32"), default=None,
+                        help="with --weights int8: int8 (default) quantizes each Dense/Conv2D "
+                        "input on the fly and multiplies in int8 (TF Lite's dynamic-range "
+                        "kernels: faster, a little less exact); float32 widens the weights "
+                        "inside the kernels and keeps float32 arithmetic")
     parser.add_argument("--activations", choices=("int8",), default=None,
                         help="int8: full int8 Dense/Conv2D (TF Lite scheme); needs --calibration")
     parser.add_argument("--calibration", metavar="FILE.npz", default=None,
@@ -244,9 +252,12 @@ def convert(argv: Sequence[str]) -> int:
     ns = parser.parse_args(list(argv))
     if ns.activations == "int8" and (ns.calibration is None or ns.weights != "int8"):
         parser.error("--activations int8 needs --weights int8 and --calibration FILE.npz")
+    if ns.compute is not None and (ns.weights != "int8" or ns.activations == "int8"):
+        parser.error("--compute applies to --weights int8 without --activations int8")
     try:
         report = engine.convert(
             ns.src, ns.dest, weights=ns.weights, activations=ns.activations or "float32",
+            compute=ns.compute,
             calibration=ns.calibration, samples=ns.samples,
             progress=lambda line: print(f"numbaserve convert: {line}", flush=True))
     except (engine.errors.EngineError, OSError, ValueError) as exc:
