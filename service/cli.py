@@ -184,9 +184,6 @@ def serve(settings: Any) -> int:
         lifespan="on",
         access_log=False,
         server_header=False,
-        # X-Forwarded-For rewriting costs a middleware layer per request and nothing here
-        # reads the client address (no access log).
-        proxy_headers=False,
         limit_concurrency=settings.max_concurrent_connections or None,
         timeout_graceful_shutdown=max(1, int(settings.drain_seconds * 0.8)),
         log_level=os.environ.get("NUMBASERVE_LOG_LEVEL", "info").lower(),
