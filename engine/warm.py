@@ -14,6 +14,7 @@ import numpy as np
 
 from engine.executor import build_plan
 from engine.ir import SCHEMAS, Graph, Node, TensorType, verify
+from engine.kernels.quant_hybrid import hybrid_tile_shape
 
 __all__ = ["EXAMPLES", "warm"]
 
@@ -72,6 +73,34 @@ def _i64(*values: int) -> np.ndarray:
     return np.array(values, np.int64)
 
 
+def _packed_example(m: int, n: int, bias: bool) -> Example:
+    """DenseW8Packed of (m, 8) rows by a (8, n) weight packed as engine.passes.pack does
+    (quant_hybrid.hybrid_tile_shape's MR x NR): the kernel compiles one body per
+    (min(MR, m), NR)."""
+    mr, nr = hybrid_tile_shape(n)
+    blocks = -(-n // nr)
+    ins: list[tuple[tuple[int, ...], str, bool]] = [
+        ((m, 8), F, False), ((blocks, 2, nr), "int32", True), ((blocks * nr,), "int32", True),
+        ((blocks * nr,), F, True)]
+    return (ins + [((n,), F, True)] if bias else ins,
+            {"k": 8, "n": n, "mr": mr, "nr": nr})
+
+
+def _conv_packed_example(x: tuple[int, int, int, int], kernel: int, o: int, bias: bool,
+                         attrs: Mapping[str, Any]) -> Example:
+    """Conv2DW8Packed of x NHWC by a (kernel, kernel, C, o) weight packed as
+    engine.passes.pack does; the GEMM compiles one body per (min(MR, rows of a block), NR)."""
+    mr, nr = hybrid_tile_shape(o)
+    k = kernel * kernel * x[3]
+    blocks = -(-o // nr)
+    ins: list[tuple[tuple[int, ...], str, bool]] = [
+        (x, F, False), ((blocks, -(-k // 4), nr), "int32", True),
+        ((blocks * nr,), "int32", True), ((blocks * nr,), F, True)]
+    return (ins + [((o,), F, True)] if bias else ins,
+            {**attrs, "kernel_h": kernel, "kernel_w": kernel, "k": k, "n": o, "mr": mr,
+             "nr": nr})
+
+
 _Q = {"x_scale": 0.05, "x_zero_point": 3, "y_scale": 0.1, "y_zero_point": -2}
 EXAMPLES.update({
     "LRN": [([((2, 4, 4, 8), F, False)], {"size": 3}),
@@ -101,12 +130,35 @@ EXAMPLES.update({
         {**_Q, "groups": 4})],
     "QDense": [([((2, 8), I8, False), ((8, 4), I8, True), ((4,), F, True), ((4,), "int32", True)],
                 {**_Q, "activation": a}) for a in ("linear", "relu", "relu6")],
+    # compute int8 without the packing pass (weights fed at run time, or not optimized)
     "DenseW8": [([((n, 8), F, False), ((8, 4), I8, True), ((4,), F, True), ((4,), F, True)],
                  {"activation": a}) for n in (2, 16) for a in _ACTS]
     + [([((16, 8), F, False), ((8, u), I8, True), ((u,), F, True)], {})
-       for u in (20, 40, 64)],  # quant_dense's other tile widths
+       for u in (20, 40, 64)]  # quant_dense's other tile widths
+    + [([((m, 8), F, False), ((8, 16), I8, c), ((16,), F, c), ((16,), F, True)],
+        {"compute": "int8"}) for m in (1, 2, 8) for c in (True, False)],
+    # every NR at every tile height (1..MR rows; more rows reuse the MR body), ~0.5 s of
+    # compile each; with and without bias (a constant bias is a read-only array, the zeros
+    # standing in for none are not: two epilogue signatures)
+    "DenseW8Packed": [_packed_example(m, n, m == 1) for n in (16, 32, 48, 64)
+                      for m in range(1, hybrid_tile_shape(n)[0] + 1)],
     "Conv2DW8": [([((2, 8, 8, 4), F, False), ((3, 3, 4, 8), I8, True), ((8,), F, True),
-                   ((8,), F, True)], {"pads": (1, 1, 1, 1), "activation": a}) for a in _ACTS],
+                   ((8,), F, True)], {"pads": (1, 1, 1, 1), "activation": a}) for a in _ACTS]
+    # compute int8 without the packing pass: constant weight packed at plan time, and weight,
+    # scale and bias fed at run time (a writable bias: the epilogue's other signature)
+    + [([((2, 8, 8, 4), F, False), ((3, 3, 4, 8), I8, c), ((8,), F, c), ((8,), F, c)],
+        {"pads": (1, 1, 1, 1), "activation": "relu", "compute": "int8"}) for c in (True, False)],
+    # the conv's paths (im2col of 4-byte words, of bytes (C=3), stride 2, the 1x1 direct
+    # path; bias or none), then every NR at every tile height: a 1x1 conv over m pixels is
+    # a GEMM of m rows (the same kernels as DenseW8Packed's: compiled once for both)
+    "Conv2DW8Packed": [
+        _conv_packed_example((2, 8, 8, 4), 3, 8, True, {"pads": (1, 1, 1, 1),
+                                                         "activation": "relu"}),
+        _conv_packed_example((2, 9, 9, 3), 3, 8, False, {"strides": (2, 2),
+                                                         "activation": "relu6"}),
+        _conv_packed_example((2, 4, 4, 8), 1, 16, True, {}),
+    ] + [_conv_packed_example((1, 1, m, 4), 1, o, False, {}) for o in (16, 32, 48, 64)
+         for m in range(1, hybrid_tile_shape(o)[0] + 1)],
     "DenseF16": [([((2, 8), F, False), ((8, 4), "float16", True), ((4,), F, True)],
                   {"activation": a}) for a in _ACTS],
     "Conv2DF16": [([((2, 8, 8, 4), F, False), ((3, 3, 4, 8), "float16", True), ((8,), F, True)],

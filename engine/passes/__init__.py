@@ -9,6 +9,7 @@ from engine.passes.dead import remove_dead_nodes
 from engine.passes.fold_constants import fold_constants
 from engine.passes.fuse import fold_batchnorm, fuse_bias_activation
 from engine.passes.layout import cancel_transposes
+from engine.passes.pack import pack_hybrid_weights
 
 __all__ = [
     "PIPELINE",
@@ -17,12 +18,14 @@ __all__ = [
     "fold_constants",
     "fuse_bias_activation",
     "optimize",
+    "pack_hybrid_weights",
     "remove_dead_nodes",
 ]
 
 Pass = Callable[[Graph], Graph]
 
 PIPELINE: list[Pass] = [fold_constants, cancel_transposes, fold_batchnorm, fuse_bias_activation,
+                        pack_hybrid_weights,
                         remove_dead_nodes]
 
 

@@ -8,6 +8,8 @@ __all__ = ["FAMILIES", "load_all"]
 
 FAMILIES = ("conv", "elementwise", "linalg", "normalization", "recurrent", "reduce", "shape",
             "quant",
+            "quant_hybrid",
+            "quant_hybrid_conv",
             "elementwise_binary",
             "shape_dynamic",
             "tensor")

@@ -143,6 +143,9 @@ def _dense_w8_tiled(rows: int, k: int, units: int, code: int, alpha: float,
 def _prepare_dense_w8(attrs: Mapping[str, Any], in_types: Sequence[TensorType],
                       out_types: Sequence[TensorType],
                       consts: Sequence[np.ndarray | None]) -> Prepared:
+    if attrs["compute"] == "int8":
+        from engine.executor.bindings.quant_hybrid import prepare_dense_w8_int8
+        return prepare_dense_w8_int8(attrs, in_types, out_types, consts)
     return _dense(attrs, in_types, consts, True)
 
 
@@ -278,6 +281,9 @@ def _conv(attrs: Mapping[str, Any], in_types: Sequence[TensorType],
 def _prepare_conv_w8(attrs: Mapping[str, Any], in_types: Sequence[TensorType],
                      out_types: Sequence[TensorType],
                      consts: Sequence[np.ndarray | None]) -> Prepared:
+    if attrs["compute"] == "int8" and int(attrs["groups"]) == 1:
+        from engine.executor.bindings.quant_hybrid_conv import prepare_conv_w8_int8
+        return prepare_conv_w8_int8(attrs, in_types, out_types, consts)
     return _conv(attrs, in_types, out_types, consts, True)
 
 

@@ -6,6 +6,7 @@ from engine.ir.schemas import (  # noqa: F401  (imported for registration)
     linalg,
     normalization,
     quant,
+    quant_packed,
     recurrent,
     reduce,
     shape,

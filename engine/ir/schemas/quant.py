@@ -5,9 +5,18 @@ per call, so a loaded model holds only the narrow copy:
 
 * ``DenseW8(x f32 (..., K), w int8 (K, N), w_scale f32 (N,), [bias f32 (N,)])``: Dense with
   ``w_real[k, n] = w[k, n] * w_scale[n]`` (per-output-channel symmetric, zero point 0).
-  Attrs as Dense (``activation``, ``alpha``).
+  Attrs as Dense (``activation``, ``alpha``), and ``compute``: ``"float32"`` (the default:
+  float32 arithmetic on the widened weight) or ``"int8"`` (TF Lite's dynamic-range "hybrid"
+  arithmetic: each row of x quantized on the fly, symmetric int8 with
+  ``row_scale = max|row| / 127`` and ``q = rint(x * (127 / max|row|))`` in float32, rounding
+  half to even (TF Lite rounds ties away from zero: they differ only on exact ties); int32
+  sums of ``q * w``; ``y = float32(sum) * (row_scale * w_scale[n])``; an all-zero row gives
+  0 before bias; engine.kernels.reference.quant_hybrid is the definition).
 * ``Conv2DW8(x f32 NHWC, w int8 (KH, KW, C/groups, O), w_scale f32 (O,), [bias f32 (O,)])``:
-  Conv2D with ``w_real[..., o] = w[..., o] * w_scale[o]``; attrs as Conv2D.
+  Conv2D with ``w_real[..., o] = w[..., o] * w_scale[o]``; attrs as Conv2D, and ``compute``
+  as DenseW8's, with one scale per image (``max|x[n]| / 127`` over the whole image, as TF
+  Lite's hybrid conv) instead of per row; grouped and depthwise convs compute in float32
+  whatever ``compute`` says.
 * ``DenseF16(x f32, w float16 (K, N), [bias f32])`` and ``Conv2DF16(x f32, w float16, [bias])``:
   Dense / Conv2D with ``w_real = float32(w)``; attrs as Dense / Conv2D.
 
@@ -104,18 +113,30 @@ def _conv_shape(x: TensorType, w: TensorType, a: Mapping[str, Any], op: str) -> 
 # ------------------------------------------------------------------ weight-only (float acts)
 
 
-@register("DenseW8", inputs=(3, 4), attrs={"activation": "linear", "alpha": 0.2},
+COMPUTE_MODES = ("float32", "int8")
+
+
+def _compute(op: str, a: Mapping[str, Any]) -> None:
+    if a["compute"] not in COMPUTE_MODES:
+        raise UnsupportedOpError(f"{op}: attribute compute must be one of "
+                                 f"{', '.join(COMPUTE_MODES)}, got {a['compute']!r}")
+
+
+@register("DenseW8", inputs=(3, 4),
+          attrs={"activation": "linear", "alpha": 0.2, "compute": "float32"},
           doc="Dense with int8 weight (K, N) and per-column float32 scale (N,)")
 def _dense_w8(ins: Sequence[TensorType], a: Mapping[str, Any]) -> list[TensorType]:
+    _compute("DenseW8", a)
     _dtype("DenseW8 input", ins[0], "float32")
     _dtype("DenseW8 weight", ins[1], "int8")
     _scale("DenseW8 w_scale", ins[2], ins[1].shape[-1] if ins[1].rank else None, False)
     return _dense([ins[0], ins[1], *ins[3:]], a)
 
 
-@register("Conv2DW8", inputs=(3, 4), attrs=_CONV_ATTRS,
+@register("Conv2DW8", inputs=(3, 4), attrs={**_CONV_ATTRS, "compute": "float32"},
           doc="Conv2D with int8 weight (KH, KW, C/g, O) and per-channel float32 scale (O,)")
 def _conv_w8(ins: Sequence[TensorType], a: Mapping[str, Any]) -> list[TensorType]:
+    _compute("Conv2DW8", a)
     check_activation(a["activation"])
     _dtype("Conv2DW8 input", ins[0], "float32")
     _dtype("Conv2DW8 weight", ins[1], "int8")
