@@ -45,13 +45,18 @@ def _calibrated_graph(model: Model, calibration: Path) -> tuple[Any, dict[str, i
 
 
 def convert(src: str | os.PathLike[str], dest: str | os.PathLike[str], *, weights: str = "int8",
-            activations: str = "float32", calibration: str | os.PathLike[str] | None = None,
+            activations: str = "float32", compute: str | None = None,
+            calibration: str | os.PathLike[str] | None = None,
             samples: str | os.PathLike[str] | None = None,
             progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Write a quantized copy of version ``src`` to the new version directory ``dest``.
 
     ``weights``: "int8" (per-output-channel symmetric, activations float: dynamic range) or
-    "float16". ``activations="int8"`` (needs ``calibration``, an .npz of inputs keyed by the
+    "float16". ``compute`` (int8 weights, float activations only): "int8" (the default: TF
+    Lite's dynamic-range arithmetic, activations quantized on the fly inside each Dense /
+    Conv2D, int8 x int8 products summed in int32) or "float32" (weights widened inside the
+    kernels, float32 arithmetic: slower, closer to the float model).
+    ``activations="int8"`` (needs ``calibration``, an .npz of inputs keyed by the
     signature's input names) converts Dense/Conv2D to full int8 instead. Accuracy is measured
     on ``samples`` if given, else on the calibration set, else on random normal inputs. The
     report is returned and written to ``dest/assets.extra/convert.json``; ``dest`` appears
@@ -65,6 +70,12 @@ def convert(src: str | os.PathLike[str], dest: str | os.PathLike[str], *, weight
         raise ValueError(f"--activations must be int8 (or omitted), got {activations!r}")
     if activations == "int8" and (calibration is None or weights != "int8"):
         raise ValueError("--activations int8 needs --weights int8 and --calibration FILE.npz")
+    if compute is not None and (weights != "int8" or activations != "float32"):
+        raise ValueError("--compute applies to --weights int8 without --activations int8")
+    if compute is None:
+        compute = "int8" if weights == "int8" and activations == "float32" else "float32"
+    if compute not in ("int8", "float32"):
+        raise ValueError(f"--compute must be int8 or float32, got {compute!r}")
     if dest_p.exists() and any(dest_p.iterdir()):
         raise FileExistsError(f"{dest_p} already exists and is not empty")
     say(f"loading {src_p}")
@@ -74,14 +85,15 @@ def convert(src: str | os.PathLike[str], dest: str | os.PathLike[str], *, weight
         say(f"calibrating on {calibration}")
         graph, counts, n_cal = _calibrated_graph(before, Path(calibration))
     else:
-        graph, counts = quantize_weights(before.graph, weights)
+        graph, counts = quantize_weights(before.graph, weights, compute)
     if not counts:
         raise ValueError(f"{src_p}: no Dense or Conv2D node with a constant float32 weight to "
                          f"quantize (ops: {sorted({n.op for n in before.graph.nodes})})")
     stage = dest_p.with_name(f".{dest_p.name}.converting")
     if stage.exists():
         shutil.rmtree(stage)
-    meta = {"converted_from": str(src_p), "weights": weights, "activations": activations}
+    meta = {"converted_from": str(src_p), "weights": weights, "activations": activations,
+            "compute": compute}
     save(stage, graph, before.signatures, metadata=meta)
     try:
         extra = src_p / "assets.extra"
@@ -92,6 +104,7 @@ def convert(src: str | os.PathLike[str], dest: str | os.PathLike[str], *, weight
         say("measuring")
         report = _report(before, after, src_p, dest_p, weights, activations, counts,
                          calibration, samples)
+        report["compute"] = compute
         if activations == "int8":
             report["calibration_samples"] = n_cal
         (stage / "assets.extra").mkdir(exist_ok=True)
@@ -136,8 +149,9 @@ def _report(before: Model, after: Model, src: Path, dest: Path, weights: str, ac
 def format_report(report: dict[str, Any]) -> str:
     """A few human lines for the terminal (the JSON file has everything)."""
     size = report["size"]
+    compute = f", compute {report['compute']}" if report["weights"] == "int8" else ""
     lines = [f"converted {report['source']} -> {report['dest']} (weights {report['weights']}, "
-             f"activations {report['activations']}); rewritten: {report['rewritten']}"]
+             f"activations {report['activations']}{compute}); rewritten: {report['rewritten']}"]
     for key, label in (("weights_file_bytes", "weights file"),
                        ("in_memory_weight_bytes", "weights in memory")):
         s = size[key]

@@ -45,11 +45,15 @@ def _weight_const(graph: Graph, node: Node) -> np.ndarray | None:
     return w
 
 
-def quantize_weights(graph: Graph, mode: str) -> tuple[Graph, dict[str, int]]:
-    """Dense/Conv2D with constant float32 weights -> DenseW8/Conv2DW8 (``mode="int8"``) or
+def quantize_weights(graph: Graph, mode: str,
+                     compute: str = "float32") -> tuple[Graph, dict[str, int]]:
+    """Dense/Conv2D with constant float32 weights -> DenseW8/Conv2DW8 (``mode="int8"``, with
+    the ``compute`` attribute: "float32" or "int8", see engine.ir.schemas.quant) or
     DenseF16/Conv2DF16 (``mode="float16"``). Returns the graph and a count per rewrite."""
     if mode not in ("int8", "float16"):
         raise ValueError(f"weights mode must be 'int8' or 'float16', got {mode!r}")
+    if compute not in ("float32", "int8"):
+        raise ValueError(f"compute must be 'float32' or 'int8', got {compute!r}")
     constants = dict(graph.constants)
     done: dict[str, tuple[str, ...]] = {}
     counts: dict[str, int] = {}
@@ -70,7 +74,8 @@ def quantize_weights(graph: Graph, mode: str) -> tuple[Graph, dict[str, int]]:
                 done[wname] = (wname + "/f16",)
         op = (_W8 if mode == "int8" else _F16)[node.op]
         ins = (node.inputs[0], *done[wname], *node.inputs[2:])
-        nodes.append(Node(op, ins, node.outputs, node.attrs, node.name))
+        attrs = {**node.attrs, "compute": compute} if mode == "int8" else node.attrs
+        nodes.append(Node(op, ins, node.outputs, attrs, node.name))
         key = f"{node.op}->{op}"
         counts[key] = counts.get(key, 0) + 1
     out = graph.replace(nodes=nodes)

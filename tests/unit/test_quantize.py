@@ -40,18 +40,28 @@ def _top1(model: engine.Model, x: np.ndarray) -> np.ndarray:
     return np.asarray(model.predict(x)).argmax(1)
 
 
-@pytest.mark.parametrize(("weights", "activations", "max_size_ratio"),
-                         [("int8", "float32", 0.3), ("float16", "float32", 0.55),
-                          ("int8", "int8", 0.3)])
+@pytest.mark.parametrize(("weights", "activations", "compute", "max_size_ratio"),
+                         [("int8", "float32", None, 0.3), ("int8", "float32", "float32", 0.3),
+                          ("float16", "float32", None, 0.55), ("int8", "int8", None, 0.3)])
 def test_convert_seed_cnn(tmp_path: Path, data: dict[str, object], weights: str,
-                          activations: str, max_size_ratio: float) -> None:
+                          activations: str, compute: str | None, max_size_ratio: float) -> None:
     dest = tmp_path / "3"
     report = engine.convert(SEED, dest, weights=weights, activations=activations,
+                            compute=compute,
                             calibration=data["cal"] if activations == "int8" else None,
                             samples=data["test"])
+    # --weights int8 alone computes in int8 (TF Lite's dynamic range); else float32
+    expect_compute = compute or ("int8" if (weights, activations) == ("int8", "float32")
+                                 else "float32")
+    assert report["compute"] == expect_compute
+    saved = json.loads((dest / "model.json").read_text())
+    w8 = [n for n in saved["graph"]["nodes"] if n["op"] in ("DenseW8", "Conv2DW8")]
+    assert all(n["attrs"]["compute"] == expect_compute for n in w8)
+    assert len(w8) == (5 if weights == "int8" and activations == "float32" else 0)
     before, after = engine.load(SEED), engine.load(dest)
     ops = {n.op for n in after.graph.nodes}
-    expected = {("int8", "float32"): {"Conv2DW8", "DenseW8"},
+    expected = {("int8", "float32"): ({"Conv2DW8Packed", "DenseW8Packed"}
+                                      if expect_compute == "int8" else {"Conv2DW8", "DenseW8"}),
                 ("float16", "float32"): {"Conv2DF16", "DenseF16"},
                 ("int8", "int8"): {"QConv2D", "QDense", "Quantize", "Dequantize"}}
     assert expected[(weights, activations)] <= ops and not ops & {"Conv2D", "Dense"}
