@@ -31,7 +31,7 @@ from engine.kernels import quant_hybrid as QH
 from engine.kernels.activations import activation_code
 from engine.kernels.dense import dense_epilogue
 
-__all__ = ["prepare_dense_w8_int8", "packed_weight"]
+__all__ = ["prepare_dense_w8_int8", "packed_weight", "pack_frozen", "packed_source"]
 
 Arrays = Sequence[np.ndarray]
 _F32 = np.float32
@@ -53,9 +53,31 @@ def _read_only(arr: np.ndarray, dtype: type) -> np.ndarray:
     return view
 
 
-def _pack(w: np.ndarray, scale: np.ndarray) -> QH.HybridWeight:
+def pack_frozen(w: np.ndarray, scale: np.ndarray) -> QH.HybridWeight:
+    """``QH.pack`` of a (K, N) weight (a conv's flattened to it), its arrays read-only: numba
+    compiles one GEMM per (read-only, writable) combination, and graph constants are
+    read-only, so every caller hands the kernels read-only arrays."""
     return _frozen(QH.pack(np.ascontiguousarray(w, np.int8),
                            np.ascontiguousarray(scale, _F32).reshape(-1)))
+
+
+def packed_source(attrs: Mapping[str, Any],
+                  consts: Sequence[np.ndarray | None]) -> Callable[[Arrays], QH.HybridWeight]:
+    """The weight of a packed op (inputs 1-3: data, colsum, scale; attrs k, n, mr, nr) as
+    read-only views, no copy: built once when all three are constants (the graph's arrays
+    stay the only copy), else per run from the inputs."""
+    k, n, mr, nr = (int(attrs[key]) for key in ("k", "n", "mr", "nr"))
+
+    def wrap(data: np.ndarray, colsum: np.ndarray, scale: np.ndarray) -> QH.HybridWeight:
+        # the kernels index these without bounds checks: C order, the schema's shapes
+        return QH.HybridWeight(_read_only(data, np.int32), _read_only(colsum, np.int32),
+                               _read_only(scale, _F32), k, n, mr, nr)
+
+    parts = consts[1:4]
+    if all(p is not None for p in parts):
+        fixed = wrap(*parts)  # type: ignore[arg-type]
+        return lambda ins: fixed
+    return lambda ins: wrap(*(p if p is not None else ins[i + 1] for i, p in enumerate(parts)))
 
 
 def packed_weight(w: np.ndarray, scale: np.ndarray) -> QH.HybridWeight:
@@ -65,7 +87,7 @@ def packed_weight(w: np.ndarray, scale: np.ndarray) -> QH.HybridWeight:
         hit = _PACKED.get(key)
         if hit is not None and hit[0]() is w and hit[1]() is scale:
             return hit[2]
-    packed = _pack(w, scale)
+    packed = pack_frozen(w, scale)
     with _LOCK:
         _PACKED[key] = (weakref.ref(w), weakref.ref(scale), packed)
     weakref.finalize(w, _PACKED.pop, key, None)
@@ -131,7 +153,7 @@ def prepare_dense_w8_int8(attrs: Mapping[str, Any], in_types: Sequence[TensorTyp
     def weight(ins: Arrays) -> QH.HybridWeight:
         if packed is not None:
             return packed
-        return _pack(w_const if w_const is not None else ins[1],
+        return pack_frozen(w_const if w_const is not None else ins[1],
                      s_const if s_const is not None else ins[2])
 
     bias_at, b_const = _const_bias(in_types, consts, 3)
@@ -143,23 +165,7 @@ def prepare_dense_w8_int8(attrs: Mapping[str, Any], in_types: Sequence[TensorTyp
 def _prepare_dense_w8_packed(attrs: Mapping[str, Any], in_types: Sequence[TensorType],
                              out_types: Sequence[TensorType],
                              consts: Sequence[np.ndarray | None]) -> Prepared:
-    k, n, mr, nr = (int(attrs[key]) for key in ("k", "n", "mr", "nr"))
+    k, n, mr = (int(attrs[key]) for key in ("k", "n", "mr"))
     rows = _size(in_types[0].shape[:-1])
-
-    def wrap(data: np.ndarray, colsum: np.ndarray, scale: np.ndarray) -> QH.HybridWeight:
-        # the kernels index these without bounds checks: C order, the schema's shapes
-        return QH.HybridWeight(_read_only(data, np.int32), _read_only(colsum, np.int32),
-                               _read_only(scale, _F32), k, n, mr, nr)
-
-    parts = consts[1:4]
-    packed: QH.HybridWeight | None = None
-    if all(p is not None for p in parts):
-        packed = wrap(*parts)  # type: ignore[arg-type]
-
-    def weight(ins: Arrays) -> QH.HybridWeight:
-        if packed is not None:
-            return packed
-        return wrap(*(c if c is not None else ins[i + 1] for i, c in enumerate(parts)))
-
     bias_at, b_const = _const_bias(in_types, consts, 4)
-    return _hybrid(rows, k, n, attrs, weight, bias_at, b_const, mr)
+    return _hybrid(rows, k, n, attrs, packed_source(attrs, consts), bias_at, b_const, mr)

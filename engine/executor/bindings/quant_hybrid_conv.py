@@ -28,6 +28,7 @@ import numpy as np
 
 from engine.errors import ShapeError
 from engine.executor.binding import Prepared, bind
+from engine.executor.bindings.quant_hybrid import pack_frozen, packed_source
 from engine.ir.graph import TensorType
 from engine.kernels import quant_hybrid as QH
 from engine.kernels import quant_hybrid_conv as HC
@@ -71,18 +72,8 @@ def _block_rows(m: int, k: int, mr: int) -> int:
     return -(-rows // tile) * tile
 
 
-def _frozen(arr: np.ndarray, dtype: type) -> np.ndarray:
-    view: np.ndarray = np.ascontiguousarray(arr, dtype).view()
-    view.flags.writeable = False
-    return view
-
-
 def _pack(w: np.ndarray, s: np.ndarray, k: int, o: int) -> QH.HybridWeight:
-    p = QH.pack(np.ascontiguousarray(w, np.int8).reshape(k, o),
-                np.ascontiguousarray(s, _F32).reshape(o))
-    for arr in (p.data, p.colsum, p.scale):
-        arr.flags.writeable = False
-    return p
+    return pack_frozen(np.reshape(w, (k, o)), np.reshape(s, (o,)))
 
 
 def _conv_hybrid(attrs: Mapping[str, Any], x_shape: Sequence[int], kh: int, kw: int,
@@ -180,25 +171,7 @@ def prepare_conv_w8_int8(attrs: Mapping[str, Any], in_types: Sequence[TensorType
 def _prepare_conv_w8_packed(attrs: Mapping[str, Any], in_types: Sequence[TensorType],
                             out_types: Sequence[TensorType],
                             consts: Sequence[np.ndarray | None]) -> Prepared:
-    kh, kw, k, n, mr, nr = (int(attrs[key])
-                            for key in ("kernel_h", "kernel_w", "k", "n", "mr", "nr"))
-
-    def wrap(data: np.ndarray, colsum: np.ndarray, scale: np.ndarray) -> QH.HybridWeight:
-        # the kernels index these without bounds checks: C order, the schema's shapes; views,
-        # so the graph's arrays stay the only copy
-        return QH.HybridWeight(_frozen(data, np.int32), _frozen(colsum, np.int32),
-                               _frozen(scale, _F32), k, n, mr, nr)
-
-    parts = consts[1:4]
-    fixed: QH.HybridWeight | None = None
-    if all(p is not None for p in parts):
-        fixed = wrap(*parts)  # type: ignore[arg-type]
-
-    def weight(ins: Arrays) -> QH.HybridWeight:
-        if fixed is not None:
-            return fixed
-        return wrap(*(p if p is not None else ins[i + 1] for i, p in enumerate(parts)))
-
+    kh, kw, n, mr = (int(attrs[key]) for key in ("kernel_h", "kernel_w", "n", "mr"))
     bias_at, b_const = _bias(in_types, consts, 4, n)
-    return _conv_hybrid(attrs, _ints(in_types[0]), kh, kw, _ints(out_types[0]), mr, weight,
-                        bias_at, b_const)
+    return _conv_hybrid(attrs, _ints(in_types[0]), kh, kw, _ints(out_types[0]), mr,
+                        packed_source(attrs, consts), bias_at, b_const)
