@@ -34,18 +34,12 @@ import numpy as np
 import orjson
 
 import engine  # noqa: F401 - sets numba's cache directory before anything compiles
-from service.batching.jsondigits import eight_digits, load8
+from service.batching.jsonarray import MAX_DIMS, parse_array
 
 __all__ = ["JsonArray", "decode_json", "warm"]
 
 log = logging.getLogger("numbaserve.json")
 
-_MAX_DIMS = 8
-_I64_MAX = 2**63 - 1
-_POW10 = np.array([10.0**i for i in range(23)])
-
-# parse_array status codes
-_OK, _FAIL = 0, 1
 
 
 class JsonArray(np.ndarray):
@@ -114,172 +108,6 @@ def _skip_value(buf: np.ndarray, i: int, n: int) -> int:
             return i
         i += 1
     return i
-
-
-@numba.njit(cache=True, nogil=True)
-def parse_array(buf: np.ndarray, i: int, n: int, fout: np.ndarray, iout: np.ndarray,
-                off: int, meta: np.ndarray) -> int:
-    """The rectangular array of JSON numbers at ``buf[i]`` ('['): values into
-    ``fout[off:]`` (float64) or, while every number is an integer, ``iout[off:]`` (an int64
-    view of the same memory). ``meta`` = [offset, count, all integers, exact, ndim,
-    dims...]. Returns the index after the closing ']', or -1 (not such an array)."""
-    depth = 0
-    ndim = -1
-    count = 0
-    is_int = True
-    exact = True
-    expect = True  # a value is expected (also right after '[': empty arrays fail)
-    counts = np.zeros(_MAX_DIMS + 1, np.int64)
-    shape = np.full(_MAX_DIMS + 1, -1, np.int64)
-    cap = fout.shape[0] - off
-    while i < n:
-        c = buf[i]
-        if c == 32 or c == 10 or c == 13 or c == 9:
-            i += 1
-        elif c == 45 or (48 <= c <= 57):
-            if not expect or depth == 0:
-                return -1
-            if ndim == -1:
-                ndim = depth
-            elif depth != ndim:
-                return -1
-            neg = c == 45
-            if neg:
-                i += 1
-                if i >= n or not (48 <= buf[i] <= 57):
-                    return -1
-            mant = 0
-            digits = 0  # significant digits in mant (at most 19: int64)
-            dropped = 0
-            full = False  # a digit did not fit: mant takes no more
-            if buf[i] == 48:  # 0 | [1-9][0-9]*
-                i += 1
-                if i < n and np.uint32(buf[i]) - np.uint32(48) < 10:
-                    return -1
-            else:
-                d = np.uint32(buf[i]) - np.uint32(48)
-                # the body ends with a non-digit (checked by scan): no bounds checks
-                while d < 10 and digits < 18:  # < 10**18: fits
-                    mant = mant * 10 + int(d)
-                    digits += 1
-                    i += 1
-                    d = np.uint32(buf[i]) - np.uint32(48)
-                while d < 10:
-                    if not full and mant <= (_I64_MAX - int(d)) // 10:
-                        mant = mant * 10 + int(d)
-                        digits += 1
-                    else:
-                        full = True
-                        dropped += 1
-                    i += 1
-                    d = np.uint32(buf[i]) - np.uint32(48)
-            exp10 = dropped
-            integer = True
-            if buf[i] == 46:  # fraction
-                integer = False
-                i += 1
-                d = np.uint32(buf[i]) - np.uint32(48)
-                if d >= 10:
-                    return -1
-                if mant == 0:  # leading zeros of 0.000123 are not significant
-                    while d == 0:
-                        exp10 -= 1
-                        i += 1
-                        d = np.uint32(buf[i]) - np.uint32(48)
-                # eight digits at a time while mant surely stays below 10**18
-                while digits <= 10 and i + 8 <= n:
-                    eight = eight_digits(load8(buf, i))  # type: ignore[call-arg]
-                    if eight < 0:
-                        break
-                    mant = mant * 100000000 + eight
-                    digits += 8
-                    exp10 -= 8
-                    i += 8
-                d = np.uint32(buf[i]) - np.uint32(48)
-                while d < 10 and digits < 18:
-                    mant = mant * 10 + int(d)
-                    digits += 1
-                    exp10 -= 1
-                    i += 1
-                    d = np.uint32(buf[i]) - np.uint32(48)
-                while d < 10:
-                    if not full and mant <= (_I64_MAX - int(d)) // 10:
-                        mant = mant * 10 + int(d)
-                        digits += 1
-                        exp10 -= 1
-                    else:
-                        full = True
-                    i += 1
-                    d = np.uint32(buf[i]) - np.uint32(48)
-            if i < n and (buf[i] == 101 or buf[i] == 69):  # exponent
-                integer = False
-                i += 1
-                eneg = False
-                if i < n and (buf[i] == 43 or buf[i] == 45):
-                    eneg = buf[i] == 45
-                    i += 1
-                if i >= n or not (48 <= buf[i] <= 57):
-                    return -1
-                e = 0
-                while i < n and 48 <= buf[i] <= 57:
-                    if e < 100000:
-                        e = e * 10 + (buf[i] - 48)
-                    i += 1
-                exp10 += -e if eneg else e
-            if (integer and dropped > 0) or exp10 > 300 or exp10 < -300 or count >= cap:
-                return -1  # beyond int64 / far out of range: orjson decides
-            if integer and is_int:
-                iout[off + count] = -mant if neg else mant
-            else:
-                if is_int:  # the first non-integer: the integers so far become floats
-                    is_int = False
-                    for k in range(off, off + count):
-                        fout[k] = float(iout[k])
-                if digits > 15 or exp10 > 22 or exp10 < -22:
-                    exact = False
-                v = float(mant)
-                if exp10 > 0:
-                    v = v * (_POW10[exp10] if exp10 <= 22 else 10.0**exp10)
-                elif exp10 < 0:
-                    v = v / (_POW10[-exp10] if exp10 >= -22 else 10.0 ** (-exp10))
-                fout[off + count] = -v if neg else v
-            count += 1
-            counts[depth] += 1
-            expect = False
-        elif c == 44:  # ,
-            if expect:
-                return -1
-            expect = True
-            i += 1
-        elif c == 91:  # [
-            if not expect or depth == _MAX_DIMS or (ndim != -1 and depth >= ndim):
-                return -1
-            depth += 1
-            counts[depth] = 0
-            i += 1
-        elif c == 93:  # ]
-            if expect:
-                return -1  # empty array, or a trailing comma
-            if shape[depth] == -1:
-                shape[depth] = counts[depth]
-            elif shape[depth] != counts[depth]:
-                return -1  # ragged
-            depth -= 1
-            i += 1
-            if depth == 0:
-                meta[0] = off
-                meta[1] = count
-                meta[2] = 1 if is_int else 0
-                meta[3] = 1 if exact else 0
-                meta[4] = ndim
-                for k in range(1, ndim + 1):
-                    meta[4 + k] = shape[k]
-                return i
-            counts[depth] += 1
-            expect = False
-        else:
-            return -1  # strings, booleans, null, objects: orjson's job
-    return -1
 
 
 @numba.njit(cache=True, nogil=True)
@@ -483,14 +311,14 @@ def decode_json(body: bytes, tensor_keys: Collection[str] = ("instances", "input
     members, moff = _wanted(member_keys)
     store = _scratch(len(body) // 2 + 1)
     rows = np.empty((32, 7), np.int64)
-    tensors = np.empty((32, 5 + _MAX_DIMS), np.int64)
+    tensors = np.empty((32, 5 + MAX_DIMS), np.int64)
     while True:
         m = scan(buf, len(body), wanted, woff, members, moff, rows, tensors, store,
                  store.view(np.int64))
         if m != -2:
             break
         rows = np.empty((rows.shape[0] * 8, 7), np.int64)
-        tensors = np.empty((tensors.shape[0] * 8, 5 + _MAX_DIMS), np.int64)
+        tensors = np.empty((tensors.shape[0] * 8, 5 + MAX_DIMS), np.int64)
     if m < 0:
         return orjson.loads(body)
     try:
