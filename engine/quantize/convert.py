@@ -155,7 +155,8 @@ def format_report(report: dict[str, Any]) -> str:
     for key, label in (("weights_file_bytes", "weights file"),
                        ("in_memory_weight_bytes", "weights in memory")):
         s = size[key]
-        lines.append(f"  {label}: {s['before']:,} -> {s['after']:,} bytes ({s['ratio']}x)")
+        ratio = "n/a" if s["ratio"] is None else f"{s['ratio']}x"
+        lines.append(f"  {label}: {s['before']:,} -> {s['after']:,} bytes ({ratio})")
     outs = report["outputs"]
     lines.append(f"  outputs on {outs['data']}:")
     for alias, entry in outs.items():

@@ -10,14 +10,24 @@ from typing import Any
 
 import numpy as np
 
+from engine.importers import find_foreign_file
 from engine.model import Model
 
 __all__ = ["compare_outputs", "feeds_from_npz", "random_feeds", "sizes", "speed", "take_batch"]
 
 
 def _file_bytes(model: Model) -> int:
+    """The weights file(s) of a saved version; for a foreign one (model.onnx, .keras, .h5,
+    .tflite: weights and graph in one file), that file."""
     assert model.path is not None
-    return sum(f.stat().st_size for f in Path(model.path).glob("*.safetensors"))
+    path = Path(model.path)
+    if path.is_file():
+        return path.stat().st_size
+    saved = sum(f.stat().st_size for f in path.glob("*.safetensors"))
+    if saved:
+        return saved
+    foreign = find_foreign_file(path)
+    return foreign.stat().st_size if foreign is not None else 0
 
 
 def sizes(before: Model, after: Model) -> dict[str, Any]:

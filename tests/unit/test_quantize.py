@@ -127,3 +127,36 @@ def test_per_channel_quantization_bounds_the_error() -> None:
     assert q.dtype == np.int8 and s.shape == (16,) and np.abs(q).max() <= 127
     assert np.all(np.abs(q * s - w) <= s / 2 + 1e-7)
     assert np.all(q[..., 5] == 0)
+
+
+def test_convert_an_onnx_version(tmp_path: Path) -> None:
+    # A version that arrived as model.onnx: its file holds the weights, so the report's file
+    # size compares with that file; the converted version is ours (model.json + safetensors).
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((16, 3, 3, 3)).astype(np.float32) * 0.3
+    fc = rng.standard_normal((16 * 6 * 6, 10)).astype(np.float32) * 0.05
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3]),
+             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("Flatten", ["r"], ["f"]),
+             helper.make_node("MatMul", ["f", "fc"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 10])],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(fc, "fc")])
+    src = tmp_path / "m" / "1"
+    src.mkdir(parents=True)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+              str(src / "model.onnx"))
+    report = engine.convert(src, tmp_path / "m" / "2", weights="int8")
+    files = report["size"]["weights_file_bytes"]
+    assert files["before"] == (src / "model.onnx").stat().st_size
+    assert files["after"] == (tmp_path / "m" / "2" / "weights.safetensors").stat().st_size
+    assert files["ratio"] is not None and files["ratio"] < 0.5
+    x = rng.standard_normal((4, 3, 8, 8)).astype(np.float32)
+    before, after = engine.load(src), engine.load(tmp_path / "m" / "2")
+    ref = np.asarray(before.predict(x))
+    got = np.asarray(after.predict(x))
+    assert np.abs(got - ref).max() <= 0.05 * np.abs(ref).max()
