@@ -73,17 +73,17 @@ def _i64(*values: int) -> np.ndarray:
     return np.array(values, np.int64)
 
 
-def _packed_example(m: int, n: int, bias: bool) -> Example:
-    """DenseW8Packed of (m, 8) rows by a (8, n) weight packed as engine.passes.pack does
+def _packed_example(m: int, n: int, bias: bool, k: int = 8) -> Example:
+    """DenseW8Packed of (m, k) rows by a (k, n) weight packed as engine.passes.pack does
     (quant_hybrid.hybrid_tile_shape's MR x NR): the kernel compiles one body per
-    (min(MR, m), NR)."""
+    (min(MR, m), NR), and a threaded one per (MR, NR) for GEMMs big enough to split."""
     mr, nr = hybrid_tile_shape(n)
     blocks = -(-n // nr)
     ins: list[tuple[tuple[int, ...], str, bool]] = [
-        ((m, 8), F, False), ((blocks, 2, nr), "int32", True), ((blocks * nr,), "int32", True),
-        ((blocks * nr,), F, True)]
+        ((m, k), F, False), ((blocks, -(-k // 4), nr), "int32", True),
+        ((blocks * nr,), "int32", True), ((blocks * nr,), F, True)]
     return (ins + [((n,), F, True)] if bias else ins,
-            {"k": 8, "n": n, "mr": mr, "nr": nr})
+            {"k": k, "n": n, "mr": mr, "nr": nr})
 
 
 def _conv_packed_example(x: tuple[int, int, int, int], kernel: int, o: int, bias: bool,
@@ -141,7 +141,11 @@ EXAMPLES.update({
     # compile each; with and without bias (a constant bias is a read-only array, the zeros
     # standing in for none are not: two epilogue signatures)
     "DenseW8Packed": [_packed_example(m, n, m == 1) for n in (16, 32, 48, 64)
-                      for m in range(1, hybrid_tile_shape(n)[0] + 1)],
+                      for m in range(1, hybrid_tile_shape(n)[0] + 1)]
+    # the threaded GEMM (>= 4 * CONV_PAR_MIN_FMA multiply-adds with several engine threads)
+    # for the tiles of wide layers (BERT's 768 / 3072 columns: 8x48) and of 64 columns;
+    # narrower ones compile on first use
+    + [_packed_example(512, 768, False, 256), _packed_example(1024, 64, False, 1024)],
     "Conv2DW8": [([((2, 8, 8, 4), F, False), ((3, 3, 4, 8), I8, True), ((8,), F, True),
                    ((8,), F, True)], {"pads": (1, 1, 1, 1), "activation": a}) for a in _ACTS]
     # compute int8 without the packing pass: constant weight packed at plan time, and weight,

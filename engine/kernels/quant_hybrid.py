@@ -35,11 +35,11 @@ from typing import Any
 import llvmlite.binding as llvm
 import numpy as np
 from llvmlite import ir
-from numba import carray, types
+from numba import carray, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from engine.kernels._jit import jit
+from engine.kernels._jit import jit, pjit
 
 __all__ = ["HYBRID_AVAILABLE", "HybridWeight", "hybrid_tile_shape", "pack", "quantize_rows",
            "hybrid_scratch", "hybrid_scratch_shapes", "hybrid_gemm", "hybrid_gemm_q",
@@ -322,13 +322,43 @@ def _build(mr: int, nr: int) -> Any:
     return gemm
 
 
-_KERNELS: dict[tuple[int, int], Any] = {}
+def _build_par(mr: int, nr: int) -> Any:
+    """The threaded GEMM: ``chunks`` contiguous runs of row tiles, one per prange step (each
+    sweeps every column block over its rows, as the serial one does over all rows); every
+    tile is computed as the serial kernel computes it, so the results are the same bits."""
+
+    @pjit(error_model="numpy")
+    def gemm(xq: np.ndarray, rscale: np.ndarray, wp: np.ndarray, colsum: np.ndarray,
+             scale: np.ndarray, y: np.ndarray, chunks: int) -> None:
+        m, n = y.shape
+        nb, k4 = wp.shape[0], wp.shape[1]
+        xw = xq.reshape(-1).view(np.int32)
+        wf = wp.reshape(-1)
+        yf = y.reshape(-1)
+        nblk = -(-m // mr)
+        per = -(-nblk // chunks)
+        for c in prange(chunks):
+            b0 = c * per
+            b1 = min(nblk, b0 + per)
+            for cb in range(nb):
+                col0 = cb * nr
+                cols = min(nr, n - col0)
+                for blk in range(b0, b1):
+                    m0 = blk * mr
+                    _tile(xw, m0 * k4, k4, wf, cb * k4 * nr, yf, n, m0, min(mr, m - m0),
+                          col0, cols, rscale, colsum, scale, mr, nr)
+
+    return gemm
 
 
-def _kernel(mr: int, nr: int) -> Any:
-    if (mr, nr) not in _KERNELS:
-        _KERNELS[(mr, nr)] = _build(mr, nr)
-    return _KERNELS[(mr, nr)]
+_KERNELS: dict[tuple[int, int, bool], Any] = {}
+
+
+def _kernel(mr: int, nr: int, par: bool = False) -> Any:
+    key = (mr, nr, par)
+    if key not in _KERNELS:
+        _KERNELS[key] = (_build_par if par else _build)(mr, nr)
+    return _KERNELS[key]
 
 
 def _rows_tile(m: int, w: HybridWeight) -> int:
@@ -353,11 +383,13 @@ def hybrid_scratch(m: int, w: HybridWeight) -> tuple[np.ndarray, np.ndarray]:
 
 
 def hybrid_gemm(x: np.ndarray, w: HybridWeight, out: np.ndarray,
-                xq: np.ndarray | None = None, rscale: np.ndarray | None = None) -> None:
+                xq: np.ndarray | None = None, rscale: np.ndarray | None = None,
+                threads: int = 1) -> None:
     """out (M, N) float32 = the hybrid product of x float32 (M, K) and ``pack``'s weight.
 
     ``xq`` and ``rscale`` are ``hybrid_scratch(M, w)``, which a caller may keep between runs
-    (allocated here when missing)."""
+    (allocated here when missing). ``threads`` > 1 splits the rows over numba's threads
+    (the same results; the portable kernel stays on one)."""
     m, k = x.shape
     if k != w.k or out.shape != (m, w.n):
         raise ValueError(f"hybrid_gemm: x {x.shape}, out {out.shape} do not fit a packed "
@@ -366,18 +398,18 @@ def hybrid_gemm(x: np.ndarray, w: HybridWeight, out: np.ndarray,
         xq, rscale = hybrid_scratch(m, w)
     _check(xq, rscale, m, w, out)
     quantize_rows(x, xq, rscale)
-    _gemm(xq, rscale, m, w, out, not HYBRID_AVAILABLE)
+    _gemm(xq, rscale, m, w, out, not HYBRID_AVAILABLE, threads)
 
 
 def hybrid_gemm_q(xq: np.ndarray, rscale: np.ndarray, m: int, w: HybridWeight,
-                  out: np.ndarray) -> None:
+                  out: np.ndarray, threads: int = 1) -> None:
     """out (m, N) float32 from rows already quantized as ``quantize_rows`` writes them: xq
     uint8 (rows, ceil(K/4)*4), value + 128, with rows >= ``hybrid_scratch(m, w)``'s (rows
     m.. may be read, their results are dropped), and float32 row scales rscale (>= xq's
     rows). Only the integer GEMM and the rescale; VNNI where the CPU has it, else the
-    portable kernel (the same results)."""
+    portable kernel (the same results); ``threads`` as for ``hybrid_gemm``."""
     _check(xq, rscale, m, w, out)
-    _gemm(xq, rscale, m, w, out, not HYBRID_AVAILABLE)
+    _gemm(xq, rscale, m, w, out, not HYBRID_AVAILABLE, threads)
 
 
 def portable_gemm_q(xq: np.ndarray, rscale: np.ndarray, m: int, w: HybridWeight,
@@ -403,11 +435,16 @@ def _check(xq: np.ndarray, rscale: np.ndarray, m: int, w: HybridWeight,
 
 
 def _gemm(xq: np.ndarray, rscale: np.ndarray, m: int, w: HybridWeight, out: np.ndarray,
-          portable: bool) -> None:
+          portable: bool, threads: int = 1) -> None:
     if portable:
         # imported here: the portable module builds on this one's LLVM helpers
         from engine.kernels.quant_hybrid_portable import portable_gemm
 
         portable_gemm(xq, rscale, w.data, w.scale, out)
+        return
+    mr = _rows_tile(m, w)
+    chunks = min(threads, -(-m // mr))
+    if chunks > 1:
+        _kernel(mr, w.nr, True)(xq, rscale, w.data, w.colsum, w.scale, out, chunks)
     else:
-        _kernel(_rows_tile(m, w), w.nr)(xq, rscale, w.data, w.colsum, w.scale, out)
+        _kernel(mr, w.nr)(xq, rscale, w.data, w.colsum, w.scale, out)

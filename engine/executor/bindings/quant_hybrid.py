@@ -26,12 +26,14 @@ from typing import Any
 import numpy as np
 
 from engine.executor.binding import Prepared, bind
+from engine.executor.bindings import conv as CB
 from engine.ir.graph import TensorType
 from engine.kernels import quant_hybrid as QH
 from engine.kernels.activations import activation_code
 from engine.kernels.dense import dense_epilogue
 
-__all__ = ["prepare_dense_w8_int8", "packed_weight", "pack_frozen", "packed_source"]
+__all__ = ["prepare_dense_w8_int8", "packed_weight", "pack_frozen", "packed_source",
+           "hybrid_threads"]
 
 Arrays = Sequence[np.ndarray]
 _F32 = np.float32
@@ -51,6 +53,13 @@ def _read_only(arr: np.ndarray, dtype: type) -> np.ndarray:
     view: np.ndarray = np.ascontiguousarray(arr, dtype).view()
     view.flags.writeable = False
     return view
+
+
+def hybrid_threads(macs: int) -> int:
+    """Threads for a hybrid GEMM of ``macs`` multiply-adds: the float convs' rule (engine
+    threads above ``CONV_PAR_MIN_FMA``), with a threshold 4x higher since int8 runs at ~4x
+    the float rate: the same time before a thread's wake-up pays."""
+    return CB._threads() if macs >= 4 * CB.CONV_PAR_MIN_FMA else 1
 
 
 def pack_frozen(w: np.ndarray, scale: np.ndarray) -> QH.HybridWeight:
@@ -119,6 +128,7 @@ def _hybrid(rows: int, k: int, units: int, attrs: Mapping[str, Any],
     if bias_at is None:
         b_const = np.zeros(units, dtype=_F32)
     at = bias_at or 0  # read only when the bias is a runtime input
+    threads = hybrid_threads(rows * k * units)
 
     def run(ins: Arrays, outs: Arrays, scr: Arrays) -> None:
         y = outs[0].reshape(rows, units)
@@ -126,7 +136,7 @@ def _hybrid(rows: int, k: int, units: int, attrs: Mapping[str, Any],
             return
         b = b_const if b_const is not None else np.ascontiguousarray(ins[at], _F32).reshape(-1)
         x = np.ascontiguousarray(ins[0], _F32).reshape(rows, k)
-        QH.hybrid_gemm(x, weight(ins), y, scr[0], scr[1])
+        QH.hybrid_gemm(x, weight(ins), y, scr[0], scr[1], threads)
         dense_epilogue(y, b, code, alpha)
 
     return Prepared(run, _scratch(rows, k, mr))

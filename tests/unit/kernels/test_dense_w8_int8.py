@@ -143,3 +143,17 @@ def test_portable_kernel_through_the_binding(lead: tuple[int, ...],
     (got,) = run_op("DenseW8", "quant", [x, w, s, b], {**INT8, "activation": "relu"},
                     const=[False, True, True, False])
     np.testing.assert_allclose(got, R.dense_w8_int8(x, w, s, b, "relu"), rtol=RTOL, atol=0)
+
+
+def test_threaded_when_big_enough(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above 4 x CONV_PAR_MIN_FMA multiply-adds the GEMM splits its rows over the engine's
+    threads (threshold lowered here to keep the test small): the same numbers."""
+    from engine.executor.bindings import conv as CB
+
+    assert BH.hybrid_threads(4 * CB.CONV_PAR_MIN_FMA - 1) == 1
+    assert BH.hybrid_threads(4 * CB.CONV_PAR_MIN_FMA) == CB._threads()
+    monkeypatch.setattr(CB, "CONV_PAR_MIN_FMA", 1)
+    x, w, s, b = _case(_rng("threads"), (40,), 96, 70)
+    model = engine.compile_graph(_graph(96, 70, w, s, b, 2))
+    got = model.run({"x": np.ascontiguousarray(x)})["y"]
+    np.testing.assert_allclose(got, R.dense_w8_int8(x, w, s, b, "relu"), rtol=RTOL, atol=0)

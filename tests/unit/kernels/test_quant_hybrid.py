@@ -160,3 +160,19 @@ def test_pack_rejects_wrong_inputs() -> None:
         QH.pack(w.astype(np.float32), np.ones(5, np.float32))
     with pytest.raises(ValueError, match=r"\(5,\) column scales"):
         QH.pack(w, np.ones(4, np.float32))
+
+
+@pytest.mark.parametrize(("m", "k", "n"), [(37, 70, 20), (64, 33, 130), (200, 96, 64), (5, 8, 48)])
+@pytest.mark.parametrize("threads", [2, 3])
+def test_threaded_gemm_gives_the_same_bits(m: int, k: int, n: int, threads: int) -> None:
+    # rows split over threads: every tile computed as the serial kernel computes it
+    rng = np.random.default_rng(m * 1000 + n)
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    wq = rng.integers(-127, 128, (k, n)).astype(np.int8)
+    w = QH.pack(wq, (rng.random(n) * 0.01).astype(np.float32))
+    serial, split = np.empty((m, n), np.float32), np.empty((m, n), np.float32)
+    xq, rs = QH.hybrid_scratch(m, w)
+    QH.hybrid_gemm(x, w, serial, xq, rs)
+    QH.hybrid_gemm(x, w, split, xq, rs, threads=threads)
+    assert np.array_equal(serial, split)
+    np.testing.assert_allclose(split, R.hybrid_gemm(x, wq, w.scale[:n]), rtol=1e-6, atol=0)
