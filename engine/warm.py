@@ -162,7 +162,11 @@ EXAMPLES.update({
                                                          "activation": "relu6"}),
         _conv_packed_example((2, 4, 4, 8), 1, 16, True, {}),
     ] + [_conv_packed_example((1, 1, m, 4), 1, o, False, {}) for o in (16, 32, 48, 64)
-         for m in range(1, hybrid_tile_shape(o)[0] + 1)],
+         for m in range(1, hybrid_tile_shape(o)[0] + 1)]
+    # blocks over threads (>= 4 * CONV_PAR_MIN_FMA multiply-adds, several engine threads) for
+    # the tiles of 32 and >= 64 output channels, the usual widths; others compile on first use
+    + [_conv_packed_example((4 if o == 32 else 2, 56, 56, 32), 3, o, True,
+                            {"pads": (1, 1, 1, 1), "activation": "relu"}) for o in (32, 64)],
     "DenseF16": [([((2, 8), F, False), ((8, 4), "float16", True), ((4,), F, True)],
                   {"activation": a}) for a in _ACTS],
     "Conv2DF16": [([((2, 8, 8, 4), F, False), ((3, 3, 4, 8), "float16", True), ((8,), F, True)],

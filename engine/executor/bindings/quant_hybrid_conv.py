@@ -28,10 +28,11 @@ import numpy as np
 
 from engine.errors import ShapeError
 from engine.executor.binding import Prepared, bind
-from engine.executor.bindings.quant_hybrid import pack_frozen, packed_source
+from engine.executor.bindings.quant_hybrid import hybrid_threads, pack_frozen, packed_source
 from engine.ir.graph import TensorType
 from engine.kernels import quant_hybrid as QH
 from engine.kernels import quant_hybrid_conv as HC
+from engine.kernels import quant_hybrid_conv_par as HCP
 from engine.kernels.activations import activation_code
 
 __all__ = ["BLOCK_BYTES", "BLOCK_ROWS", "prepare_conv_w8_int8"]
@@ -95,17 +96,20 @@ def _conv_hybrid(attrs: Mapping[str, Any], x_shape: Sequence[int], kh: int, kw: 
     code = activation_code(str(attrs["activation"]))
     alpha = float(attrs["alpha"])
     hp, wp = int(geo[HC.H_HP]), int(geo[HC.H_WP])
-    # One thread: splitting each block's GEMM over threads measured slower (a parallel
-    # region per block of a few hundred rows; 8x56x56x64 -> 64: 5.8 ms on one thread, 7.0 on
-    # two); splitting the blocks themselves needs per-thread patch scratch (not written).
+    # Threads take whole blocks (each with its own patches and row scales); splitting each
+    # block's GEMM instead measured slower (a parallel region per block of a few hundred rows:
+    # 8x56x56x64 -> 64 went from 5.8 ms on one thread to 7.0 on two).
+    nblocks = -(-m_total // block)
+    chunks = min(hybrid_threads(m_total * k * o), nblocks) if QH.HYBRID_AVAILABLE else 1
 
     # the direct path's GEMM reads the last block's tile padding past the images
     img_bytes = n * hp * wp * c
     q_bytes = img_bytes + (block * c if direct else 0) + HC.SLACK
     scratch: list[tuple[tuple[int, ...], str]] = [
-        ((q_bytes,), "uint8"), ((block,), "float32"), ((n,), "float32")]
+        ((q_bytes,), "uint8"), ((chunks * block,), "float32"), ((n,), "float32")]
     if not direct:
-        scratch.append(((block * k4 + HC.SLACK,), "uint8"))
+        scratch.append(((chunks * (block * k4 + HC.SLACK),), "uint8"))
+    no_patches = np.zeros(0, np.uint8)
 
     zeros = np.zeros(o, dtype=_F32)
     epilogue = bias_at is not None or code != 0
@@ -122,6 +126,12 @@ def _conv_hybrid(attrs: Mapping[str, Any], x_shape: Sequence[int], kh: int, kw: 
         qflat, rscale, scales = scr[0], scr[1], scr[2]
         HC.quantize_images(x, geo, qflat[:img_bytes].reshape(n, hp, wp, c), scales)
         y2 = outs[0].reshape(m_total, o)
+        if chunks > 1:
+            HCP.blocks_kernel(wt.mr, wt.nr)(
+                qflat, scales, geo, y2, wt.data, wt.colsum, wt.scale, bias,
+                no_patches if direct else scr[3], rscale, block, c if direct else k4, c,
+                pixels, direct, epilogue, code, alpha, chunks)
+            return
         for r0 in range(0, m_total, block):
             m = min(block, m_total - r0)
             if direct:

@@ -27,6 +27,7 @@ import engine
 from engine import Graph, Node, TensorType
 from engine.errors import DTypeError, ShapeError, UnsupportedOpError
 from engine.executor.binding import binding_for
+from engine.executor.bindings import conv as CB
 from engine.executor.bindings import quant_hybrid_conv as HB
 from engine.ir import schema_for
 from engine.kernels import quant_hybrid as QH
@@ -162,6 +163,26 @@ def test_blocks_across_images(monkeypatch: pytest.MonkeyPatch, pointwise: bool, 
     np.testing.assert_allclose(got, _reference(x, w, s, b, attrs), rtol=RTOL, atol=0)
 
 
+@pytest.mark.parametrize(("pointwise", "c"), [(False, 32), (True, 32), (False, 3)])
+@pytest.mark.parametrize("threads", [2, 3])
+def test_blocks_over_threads(monkeypatch: pytest.MonkeyPatch, pointwise: bool, c: int,
+                             threads: int) -> None:
+    """Whole blocks handed to threads (each its own patches and row scales), blocks shrunk
+    and the threshold lowered so a small conv has many: the serial path's bits."""
+    monkeypatch.setattr(HB, "BLOCK_BYTES", 4096)
+    rng = _rng("threads", pointwise, c)
+    x = _images(rng, 3, 13, 11, c)
+    k = 1 if pointwise else 3
+    w, s, b = _weights(rng, k, k, c, 24)
+    attrs = _attrs(pads=(0, 0, 0, 0) if pointwise else (1, 1, 1, 1), activation="relu")
+    serial = _run_engine(x, w, s, b, attrs, True)
+    monkeypatch.setattr(CB, "CONV_PAR_MIN_FMA", 1)
+    monkeypatch.setattr(CB, "_threads", lambda: threads)
+    split = _run_engine(x, w, s, b, attrs, True)
+    assert np.array_equal(split, serial)
+    np.testing.assert_allclose(split, _reference(x, w, s, b, attrs), rtol=RTOL, atol=0)
+
+
 PORTABLE_CASES = [c for c in CASES if c[0] in ("cnn_conv1", "resnet_same_s2", "pointwise",
                                                 "dilation_mixed")]
 
@@ -223,7 +244,8 @@ def test_error_within_quantization_bound(case: tuple[Any, ...]) -> None:
 
 def test_scratch_is_bounded() -> None:
     """A ResNet conv at batch 32: scratch is the quantized images (a quarter of the input's
-    bytes, plus the border) and one block of patches, not an im2col of the whole batch."""
+    bytes, plus the border) and one block of patches per thread, not an im2col of the whole
+    batch."""
     import engine.executor.bindings.quant  # noqa: F401 - registers Conv2DW8
 
     x_t = TensorType("float32", (32, 56, 56, 64))
@@ -236,7 +258,8 @@ def test_scratch_is_bounded() -> None:
                                        [None, None, None, None])
     nbytes = sum(int(np.prod(sh)) * np.dtype(dt).itemsize for sh, dt in prepared.scratch)
     images = 32 * 58 * 58 * 64
-    assert images <= nbytes <= images + HB.BLOCK_BYTES + (1 << 16)
+    threads = CB._threads()  # the conv is big enough for the threaded blocks
+    assert images <= nbytes <= images + threads * (HB.BLOCK_BYTES + (1 << 16))
 
 
 
