@@ -65,16 +65,22 @@ class _Packer:
         return names, packed
 
 
-def _dense_w8(node: Node, constants: dict[str, np.ndarray], packer: _Packer) -> Node | None:
-    if node.attr("compute", "float32") != "int8":
-        return None
+def _constant_weight(node: Node, constants: dict[str, np.ndarray], ndim: int) -> bool:
+    """Whether inputs 1 and 2 are a constant int8 weight of ``ndim`` axes and its float32
+    scale per output channel (the last axis). A weight fed at run time is packed per run by
+    the op's binding; malformed ones are left to verify, which reports them."""
     w, s = node.inputs[1], node.inputs[2]
     if w not in constants or s not in constants:
-        return None  # a weight fed at run time is packed per run by DenseW8's binding
+        return False
     wa, sa = constants[w], constants[s]
-    if wa.dtype != np.int8 or wa.ndim != 2 or sa.dtype != np.float32 or sa.size != wa.shape[1]:
-        return None  # verify reports these; a pass leaves them to it
-    names, p = packer.pack(w, s)
+    return (wa.dtype == np.int8 and wa.ndim == ndim and sa.dtype == np.float32
+            and sa.size == wa.shape[-1])
+
+
+def _dense_w8(node: Node, constants: dict[str, np.ndarray], packer: _Packer) -> Node | None:
+    if node.attr("compute", "float32") != "int8" or not _constant_weight(node, constants, 2):
+        return None
+    names, p = packer.pack(node.inputs[1], node.inputs[2])
     attrs = {"activation": node.attr("activation", "linear"), "alpha": node.attr("alpha", 0.2),
              "k": p.k, "n": p.n, "mr": p.mr, "nr": p.nr}
     return Node.make("DenseW8Packed", (node.inputs[0], *names, *node.inputs[3:]),
@@ -82,15 +88,11 @@ def _dense_w8(node: Node, constants: dict[str, np.ndarray], packer: _Packer) -> 
 
 
 def _conv_w8(node: Node, constants: dict[str, np.ndarray], packer: _Packer) -> Node | None:
-    if node.attr("compute", "float32") != "int8" or node.attr("groups", 1) != 1:
+    if (node.attr("compute", "float32") != "int8" or node.attr("groups", 1) != 1
+            or not _constant_weight(node, constants, 4)):
         return None
-    w, s = node.inputs[1], node.inputs[2]
-    if w not in constants or s not in constants:
-        return None  # a weight fed at run time is packed per run by Conv2DW8's binding
-    wa, sa = constants[w], constants[s]
-    if wa.dtype != np.int8 or wa.ndim != 4 or sa.dtype != np.float32 or sa.size != wa.shape[3]:
-        return None  # verify reports these; a pass leaves them to it
-    names, p = packer.pack(w, s)
+    wa = constants[node.inputs[1]]
+    names, p = packer.pack(node.inputs[1], node.inputs[2])
     attrs = schema_for("Conv2DW8").resolve_attrs(node.attrs, node.name or node.op)
     del attrs["compute"]
     attrs.update(kernel_h=int(wa.shape[0]), kernel_w=int(wa.shape[1]), k=p.k, n=p.n, mr=p.mr,
