@@ -36,6 +36,18 @@ def _buffer(alias: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     return buf
 
 
+def _put_rows(buf: np.ndarray, row: int, a: np.ndarray) -> None:
+    """``buf[row:row + len(a)] = a``, as one memcpy that keeps the GIL where it can: numpy
+    releases the GIL for copies over a few hundred elements, and a batch thread taking it back
+    from a busy event loop waits up to a switch interval, once per request in the batch."""
+    if a.dtype == buf.dtype and a.dtype != object and a.flags.c_contiguous and a.shape[0]:
+        width = a.nbytes // a.shape[0]
+        buf.data.cast("B")[row * width:row * width + a.nbytes] = (
+            a.data.cast("B"))
+    else:
+        buf[row:row + a.shape[0]] = a
+
+
 def merge_inputs(batch: Batch, aliases: list[str], pad_variable: bool) -> dict[str, np.ndarray]:
     """One array per input: the batch's rows in order, padded to ``batch.padded`` rows."""
     parts = batch.parts
@@ -64,10 +76,10 @@ def merge_inputs(batch: Batch, aliases: list[str], pad_variable: bool) -> dict[s
             if ragged:
                 buf[(slice(row, row + n), *(slice(0, d) for d in a.shape[1:]))] = a
             else:
-                buf[row:row + n] = a
+                _put_rows(buf, row, a)
             row += n
-        if batch.padded > row:
-            buf[row:] = buf[row - 1]
+        for pad in range(row, batch.padded):
+            _put_rows(buf, pad, buf[row - 1:row])
         feeds[alias] = buf
     return feeds
 

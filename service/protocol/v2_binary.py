@@ -143,7 +143,9 @@ def _aligned(mv: memoryview) -> np.ndarray:
     raw = np.empty(len(mv) + _ALIGN, dtype=np.uint8)
     start = -raw.ctypes.data % _ALIGN
     buf = raw[start:start + len(mv)]
-    buf[:] = np.frombuffer(mv, dtype=np.uint8)
+    # a memoryview copy keeps the GIL (numpy's would drop it and then wait to get it back
+    # from a batch thread)
+    buf.data[:] = mv.cast("B")
     return buf
 
 
