@@ -13,6 +13,7 @@ import numpy as np
 from engine.dtypes import canonical
 from engine.errors import DTypeError, InputError, ShapeError
 from engine.executor import Plan, build_plan
+from engine.executor.threads import plan_threads
 from engine.ir import Graph, Shape, TensorType
 from engine.passes import optimize
 from engine.passes.specialize import needs_specialize, specialize
@@ -91,7 +92,7 @@ class Model:
     graph: Graph
     signatures: Mapping[str, Signature]
     path: str | None = None
-    _plans: dict[tuple[tuple[int, ...], ...], Plan] = field(default_factory=dict, repr=False)
+    _plans: dict[tuple[Any, ...], Plan] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -108,7 +109,8 @@ class Model:
             ) from None
 
     def plan_for(self, feeds: Mapping[str, np.ndarray]) -> Plan:
-        key = tuple(tuple(feeds[n].shape) for n in self.graph.input_names)
+        # a plan is sized for the calling thread's numba thread count (serial kernels for one)
+        key = (plan_threads(), *(tuple(feeds[n].shape) for n in self.graph.input_names))
         plan = self._plans.get(key)
         if plan is None:
             with self._lock:

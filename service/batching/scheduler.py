@@ -64,7 +64,7 @@ def _limit_threads(n: int) -> None:
     """Size this batch thread's intra-op parallelism (numba's is per calling thread; BLAS's
     pool is per process, and only batch threads call it)."""
     try:
-        import numba  # the engine's runtime; engine exposes no thread knob (yet)
+        import numba  # the engine's runtime: its thread count is per calling thread
 
         numba.set_num_threads(min(n, int(getattr(numba.config, "NUMBA_NUM_THREADS", n))))
     except Exception:  # no numba threading layer: kernels run serially anyway

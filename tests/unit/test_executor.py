@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
+import numba
 import numpy as np
 import pytest
 
@@ -149,3 +151,30 @@ def test_plan_cache_is_bounded() -> None:
         np.testing.assert_array_equal(model.run({"x": x})["y"], np.maximum(x, 0))
     assert len(model._plans) == MAX_PLANS
     assert (1, 3) not in [k[0] for k in model._plans]  # the oldest went first
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs numba threads")
+def test_a_plan_is_sized_for_the_calling_threads_numba_thread_count() -> None:
+    """A thread that set numba to one thread gets its own plan, with the serial kernels
+    (no parallel launch, which would take the GIL), and the same outputs."""
+    from pathlib import Path
+
+    from engine.executor.threads import plan_threads, use_parallel
+
+    model = engine.load(Path(__file__).resolve().parents[2] / "models" / "seed_cnn" / "1")
+    x = np.random.default_rng(2).random((32, 32, 32, 3), dtype=np.float32)
+    many = model.predict(x)
+    seen: dict[str, Any] = {}
+
+    def one_thread() -> None:
+        numba.set_num_threads(1)
+        seen["threads"], seen["parallel"] = plan_threads(), use_parallel(True)
+        seen["y"] = model.predict(x)
+
+    t = threading.Thread(target=one_thread)
+    t.start()
+    t.join(timeout=120)
+    assert seen["threads"] == 1 and seen["parallel"] is False
+    assert use_parallel(True) is (plan_threads() > 1)
+    assert sorted(k[0] for k in model._plans) == [1, plan_threads()]
+    np.testing.assert_allclose(seen["y"], many, rtol=1e-6, atol=1e-6)

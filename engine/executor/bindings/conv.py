@@ -13,10 +13,10 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import numba
 import numpy as np
 
 from engine.executor.binding import Prepared, bind
+from engine.executor.threads import plan_threads
 from engine.ir.graph import TensorType
 from engine.kernels import conv as CK
 from engine.kernels import pool as PK
@@ -57,7 +57,7 @@ _F32 = np.float32
 
 
 def _threads() -> int:
-    return max(1, int(numba.config.NUMBA_NUM_THREADS))
+    return plan_threads()
 
 
 def _imbalance(items: int, workers: int) -> float:

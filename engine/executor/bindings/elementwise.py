@@ -16,6 +16,7 @@ import numpy as np
 
 from engine.errors import ShapeError, UnsupportedOpError
 from engine.executor.binding import Prepared, bind
+from engine.executor.threads import use_parallel
 from engine.ir.graph import TensorType
 from engine.ir.schema import normalize_axis
 from engine.kernels import elementwise as K
@@ -74,7 +75,7 @@ def _per_op(prepare_op: Callable[..., Prepared], op: str) -> Callable[..., Prepa
 def _unary_fast(op: str, p0: float, p1: float, n: int) -> Prepared:
     code = K.UNARY_CODES[op]
     threshold = PAR_MIN_HEAVY if op in _HEAVY_UNARY else PAR_MIN_CHEAP
-    fn = K.unary_par if n >= threshold else K.unary_serial
+    fn = K.unary_par if use_parallel(n >= threshold) else K.unary_serial
 
     def run(ins: Arrays, outs: Arrays, scratch: Arrays) -> None:
         fn(ins[0].reshape(-1), outs[0].reshape(-1), code, p0, p1)
@@ -205,7 +206,7 @@ def _prepare_softmax(
 
         return Prepared(run_numpy)
     if inner == 1:
-        par = outer > 1 and outer * n >= PAR_MIN_SOFTMAX
+        par = use_parallel(outer > 1 and outer * n >= PAR_MIN_SOFTMAX)
         fn = K.softmax_rows_par if par else K.softmax_rows_serial
 
         def run_rows(ins: Arrays, outs: Arrays, scratch: Arrays) -> None:

@@ -27,6 +27,7 @@ from engine.executor.bindings.elementwise import (
     _ufunc_binding,
     _unary_fast,
 )
+from engine.executor.threads import use_parallel
 from engine.ir.graph import TensorType
 from engine.kernels import elementwise as K
 
@@ -119,7 +120,7 @@ def _prepare_binary(
     if plan is not None:
         code = K.BINARY_CODES[op]
         threshold = PAR_MIN_HEAVY if op == "Pow" else PAR_MIN_CHEAP
-        fn = K.binary_par if n >= threshold else K.binary_serial
+        fn = K.binary_par if use_parallel(n >= threshold) else K.binary_serial
         tiled = _tile_short_rows(plan, consts)
         if tiled is not None:
             return _binary_tiled(fn, code, *tiled)

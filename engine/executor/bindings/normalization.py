@@ -6,11 +6,11 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numba
 import numpy as np
 
 from engine.errors import ShapeError
 from engine.executor.binding import Prepared, bind
+from engine.executor.threads import plan_threads, use_parallel
 from engine.ir.graph import TensorType
 from engine.kernels import normalization as K
 
@@ -67,9 +67,9 @@ def _batchnorm(
 
         return Prepared(run_np)
 
-    parallel = a * c * b >= K.PAR_MIN and a >= 2
+    parallel = use_parallel(a * c * b >= K.PAR_MIN and a >= 2)
     par, block = K.channel_affine, K.channel_affine_block
-    chunks = numba.get_num_threads()
+    chunks = plan_threads()
 
     def run(ins: Sequence[np.ndarray], outs: Sequence[np.ndarray], _s: Any) -> None:
         s, h = coeffs(ins)
@@ -111,9 +111,9 @@ def _layernorm(
     beta_c = empty if not has_beta else (
         None if consts[2] is None else _ln_param(consts[2], d, "beta"))
     dtype = np.dtype(in_types[0].dtype)
-    parallel = m * d >= K.PAR_MIN and m >= 2
+    parallel = use_parallel(m * d >= K.PAR_MIN and m >= 2)
     par, block = K.layer_norm, K.layer_norm_block
-    chunks = numba.get_num_threads()
+    chunks = plan_threads()
 
     def run(ins: Sequence[np.ndarray], outs: Sequence[np.ndarray], _s: Any) -> None:
         g = gamma_c if gamma_c is not None else _ln_param(ins[1], d, "gamma")
@@ -144,9 +144,9 @@ def _lrn(
     a, c, b = math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:])
     size, alpha = int(attrs["size"]), float(attrs["alpha"])
     beta, bias = float(attrs["beta"]), float(attrs["bias"])
-    parallel = a * c * b * size >= K.PAR_MIN and a >= 2
+    parallel = use_parallel(a * c * b * size >= K.PAR_MIN and a >= 2)
     par, block = K.lrn, K.lrn_block
-    chunks = numba.get_num_threads()
+    chunks = plan_threads()
     f32 = np.dtype(in_types[0].dtype) == _F32
 
     def run(ins: Sequence[np.ndarray], outs: Sequence[np.ndarray], _s: Any) -> None:

@@ -86,7 +86,7 @@ def _dense(attrs: Mapping[str, Any], in_types: Sequence[TensorType],
     if w8 and W8_DIRECT_ROWS < rows and rows * k * units < W8_TILED_MAX_FMA:
         return _dense_w8_tiled(rows, k, units, code, alpha, b_const, b_at, w_const, s_const)
     direct = w8 and rows <= W8_DIRECT_ROWS
-    par = direct and k * units >= _DIRECT_PAR_MIN
+    par = direct and k * units >= _DIRECT_PAR_MIN and CB._threads() > 1
     direct_kernel = QK.dense_w8_rows_par if par else QK.dense_w8_rows
     nchunks = CB._threads() if par else 1
 

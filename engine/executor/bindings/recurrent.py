@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numba
 import numpy as np
 
 from engine.executor.binding import Prepared, bind
+from engine.executor.threads import plan_threads, use_parallel
 from engine.ir.graph import TensorType
 from engine.kernels import gru as G
 from engine.kernels import recurrent as K
@@ -72,7 +72,7 @@ def _lstm_prepare(
     zeros = np.zeros(g4, _F32)
     b_c = zeros if not has_bias else (None if consts[3] is None else _f32(consts[3]))
     out3shape = (n, steps if ret_seq else 1, units)
-    chunks = numba.get_num_threads()
+    chunks = plan_threads()
 
     def bias(ins: Sequence[np.ndarray]) -> np.ndarray:
         return b_c if b_c is not None else _f32(ins[3])
@@ -109,7 +109,7 @@ def _lstm_prepare(
     wt_c = None if consts[1] is None else _t(consts[1])
     rt_c = None if consts[2] is None else _t(consts[2])
     x2shape, xw3shape = (n * steps, feat), (n, steps, g4)
-    parallel = n * steps * feat * g4 >= _PROJECT_PAR_MIN
+    parallel = use_parallel(n * steps * feat * g4 >= _PROJECT_PAR_MIN)
     project, project_block, recur = K.project, K.project_block, K.lstm_recurrence
     rows = n * steps
 
@@ -150,8 +150,8 @@ def _gru_seq(
     g3, gp, up = 3 * units, G.padded(3 * units), G.padded(units)
     reset_after, reverse = bool(attrs["reset_after"]), bool(attrs["reverse"])
     has_init = len(in_types) == 5
-    chunks = numba.get_num_threads()
-    parallel = n * steps * feat * g3 >= _PROJECT_PAR_MIN
+    chunks = plan_threads()
+    parallel = use_parallel(n * steps * feat * g3 >= _PROJECT_PAR_MIN)
     rec_par = n >= FUSED_MIN_BATCH and chunks > 1
     rows = n * steps
 

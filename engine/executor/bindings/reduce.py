@@ -7,11 +7,11 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import numba
 import numpy as np
 
 from engine.errors import ShapeError
 from engine.executor.binding import Prepared, PrepareFn, bind
+from engine.executor.threads import plan_threads, use_parallel
 from engine.ir.graph import TensorType
 from engine.kernels import reduce as K
 
@@ -72,9 +72,9 @@ def _make(op: str, code: int, np_fn: Callable[..., Any]) -> PrepareFn:
             return Prepared(run_np)
 
         a, r, b = arb
-        parallel = a * r * b >= K.PAR_MIN and (a >= 2 or b >= 32)
+        parallel = use_parallel(a * r * b >= K.PAR_MIN and (a >= 2 or b >= 32))
         par, block = K.reduce_arb, K.reduce_block
-        nt = numba.get_num_threads()
+        nt = plan_threads()
 
         def run(ins: Sequence[np.ndarray], outs: Sequence[np.ndarray], _s: Any) -> None:
             x3, o2 = ins[0].reshape(a, r, b), outs[0].reshape(a, b)
@@ -127,9 +127,9 @@ def _make_arg(op: str, find_max: bool) -> PrepareFn:
 
             return Prepared(run_np)
 
-        parallel = a * r * b >= K.PAR_MIN and (a >= 2 or b >= 32)
+        parallel = use_parallel(a * r * b >= K.PAR_MIN and (a >= 2 or b >= 32))
         par, block = K.arg_arb, K.arg_block
-        nt = numba.get_num_threads()
+        nt = plan_threads()
 
         def run(ins: Sequence[np.ndarray], outs: Sequence[np.ndarray], _s: Any) -> None:
             x3, o2 = ins[0].reshape(a, r, b), outs[0].reshape(a, b)

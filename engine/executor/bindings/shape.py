@@ -8,11 +8,11 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import numba
 import numpy as np
 
 from engine.errors import DTypeError, InputError, ShapeError
 from engine.executor.binding import Prepared, bind
+from engine.executor.threads import plan_threads, use_parallel
 from engine.ir.graph import TensorType
 from engine.kernels import shape as K
 
@@ -77,7 +77,7 @@ def _transpose(
 ) -> Prepared:
     shape = _dims(in_types[0])
     rank = len(shape)
-    chunks = numba.get_num_threads()
+    chunks = plan_threads()
     perm = tuple(reversed(range(rank))) if attrs["perm"] is None else tuple(attrs["perm"])
     cshape, cperm = canonical_perm(shape, perm)
     n = math.prod(shape)
@@ -89,7 +89,7 @@ def _transpose(
     if four_bytes and cperm in ((1, 0), (0, 2, 1)):
         xs = (1, *cshape) if len(cshape) == 2 else cshape
         os_ = (xs[0], xs[2], xs[1])
-        tkern = K.transpose_last2 if n >= K.PAR_MIN else None
+        tkern = K.transpose_last2 if use_parallel(n >= K.PAR_MIN) else None
         tblock = K.transpose_last2_block
         items = xs[0] * ((xs[1] + K.TILE - 1) // K.TILE)
 
@@ -105,7 +105,7 @@ def _transpose(
     if four_bytes and cperm in ((1, 0, 2), (0, 2, 1, 3)):
         x4s = (1, *cshape) if len(cshape) == 3 else cshape
         o4s = (x4s[0], x4s[2], x4s[1], x4s[3])
-        skern = K.swap_middle if n >= K.PAR_MIN else None
+        skern = K.swap_middle if use_parallel(n >= K.PAR_MIN) else None
         sblock = K.swap_middle_block
         work = x4s[0] * x4s[2]
 
@@ -245,8 +245,8 @@ def _gather(
 
         return Prepared(run_np)
 
-    chunks = numba.get_num_threads()
-    kern = K.gather if a * k * b >= K.PAR_MIN and a * k >= 2 else None
+    chunks = plan_threads()
+    kern = K.gather if use_parallel(a * k * b >= K.PAR_MIN and a * k >= 2) else None
     block = K.gather_block
     items = a * k
     check = K.check_indices
@@ -305,9 +305,9 @@ def _gather_elements(
         wrong = np.flatnonzero((const_idx < -d) | (const_idx >= d))
         if wrong.size:
             raise ShapeError(bad(const_idx, int(wrong[0])))
-    kern = K.gather_elements if a * k * b >= K.PAR_MIN and a * k >= 2 else None
+    kern = K.gather_elements if use_parallel(a * k * b >= K.PAR_MIN and a * k >= 2) else None
     block = K.gather_elements_block
-    chunks = numba.get_num_threads()
+    chunks = plan_threads()
     scratch = ((sub, dtype.name),) if corner is not None else ()
     empty = a * k * b == 0
 

@@ -7,11 +7,11 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numba
 import numpy as np
 
 from engine.errors import ShapeError, UnsupportedOpError
 from engine.executor.binding import Prepared, bind
+from engine.executor.threads import plan_threads, use_parallel
 from engine.ir.graph import TensorType
 from engine.ir.schemas.tensor import pad_axes
 from engine.kernels import tensor as K
@@ -108,9 +108,9 @@ def _pad(
     xs, os_ = (r_in, d_in * nb), (r_out, d_out * nb)
     const_fill = (fill_bits(consts[2]) if len(consts) > 2 and consts[2] is not None
                   else fill_bits(None) if len(in_types) < 3 else None)
-    kern = K.pad if math.prod(oshape) >= K.PAR_MIN and r_out >= 2 else None
+    kern = K.pad if use_parallel(math.prod(oshape) >= K.PAR_MIN and r_out >= 2) else None
     block = K.pad_block
-    chunks = numba.get_num_threads()
+    chunks = plan_threads()
 
     def run(ins: _Arrays, outs: _Arrays, _s: Any) -> None:
         fill = const_fill if const_fill is not None else fill_bits(ins[2])
