@@ -23,8 +23,17 @@ F = "float32"
 Example = tuple[Sequence[tuple[tuple[int, ...], str, bool] | np.ndarray], Mapping[str, Any]]
 _ACTS = ("linear", "relu", "relu6", "sigmoid", "tanh", "leaky_relu", "gelu", "gelu_tanh")
 
+# every float conv tile width (16..64 output channels) serial, as a one-thread batch thread
+# runs them, and the usual widths threaded (>= CONV_PAR_MIN_FMA, several engine threads)
+def _conv3x3(x: tuple[int, int, int, int], o: int) -> Example:
+    return [(x, F, False), ((3, 3, x[3], o), F, True), ((o,), F, True)], {"activation": "relu"}
+
+
+_CONV_WIDTHS = [_conv3x3((1, 4, 4, 4), o) for o in (16, 32, 48, 64)] + [
+    _conv3x3((2, 34, 34, 32), o) for o in (32, 64)]
+
 EXAMPLES: dict[str, Sequence[Example]] = {
-    "Conv2D": [
+    "Conv2D": _CONV_WIDTHS + [
         ([((2, 8, 8, 4), F, False), ((3, 3, 4, 8), F, True), ((8,), F, True)],
          {"pads": (1, 1, 1, 1), "activation": a}) for a in _ACTS
     ] + [

@@ -20,15 +20,28 @@ import numpy as np
 from engine.errors import UnsupportedOpError
 from engine.ir.graph import TensorType
 
-__all__ = ["Prepared", "PrepareFn", "RunFn", "BINDINGS", "bind", "binding_for"]
+__all__ = ["Native", "Prepared", "PrepareFn", "RunFn", "BINDINGS", "bind", "binding_for"]
 
 RunFn = Callable[[Sequence[np.ndarray], Sequence[np.ndarray], Sequence[np.ndarray]], None]
+
+
+@dataclass(frozen=True)
+class Native:
+    """``run`` as one numba kernel call, for plans that chain such calls in one nogil function
+    (engine/executor/fused.py): ``kernel`` names the kernel as an expression over the modules
+    in ``fused.KERNEL_MODULES`` (generated code imports it by that name, so it can be cached
+    on disk), ``args`` builds its arguments from the step's buffers."""
+
+    kernel: str
+    args: Callable[[Sequence[np.ndarray], Sequence[np.ndarray], Sequence[np.ndarray]],
+                   tuple[Any, ...]]
 
 
 @dataclass(frozen=True)
 class Prepared:
     run: RunFn
     scratch: tuple[tuple[tuple[int, ...], str], ...] = ()  # (shape, dtype) of each scratch buffer
+    native: Native | None = None  # ``run`` is exactly ``kernel(*args(ins, outs, scratch))``
 
 
 PrepareFn = Callable[

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.executor import fused
 from engine.executor.binding import Prepared, binding_for
 from engine.executor.bindings import load_all
 from engine.ir import Graph, TensorType, infer_types, schema_for
@@ -37,6 +38,33 @@ class _Step:
     ins: tuple[_Slot, ...]
     outs: tuple[_Slot, ...]
     scratch: tuple[int, ...]  # arena buffer indices
+
+
+class _Chain(list[_Step]):
+    """Consecutive steps with a native form, run as one nogil call."""
+
+    def __init__(self, steps: Sequence[_Step]) -> None:
+        super().__init__(steps)
+        self.fused = fused.FusedRun([s.prepared.native for s in steps if s.prepared.native],
+                                    [s.prepared.run for s in steps])
+
+
+def _segments(steps: Sequence[_Step]) -> list[list[_Step]]:
+    """The steps in order, runs of two or more native steps grouped as a ``_Chain``."""
+    out: list[list[_Step]] = []
+    run: list[_Step] = []
+    for step in [*steps, None]:
+        if step is not None and step.prepared.native is not None:
+            run.append(step)
+            continue
+        if len(run) >= 2:
+            out.append(_Chain(run))
+        else:
+            out.extend([s] for s in run)
+        run = []
+        if step is not None:
+            out.append([step])
+    return out
 
 
 class _Arena:
@@ -80,6 +108,7 @@ class Plan:
         ]
         self._pool: list[_Arena] = []
         self._lock = threading.Lock()
+        self._segments = _segments(steps) if fused.enabled() else [[s] for s in steps]
 
     @property
     def arena_bytes(self) -> int:
@@ -102,12 +131,14 @@ class Plan:
         arena = self._take_arena()
         try:
             tables = (inputs, self._constants, arena.views, outputs)
-            for step in self._steps:
-                step.prepared.run(
-                    [tables[s.kind][s.index] for s in step.ins],
-                    [tables[s.kind][s.index] for s in step.outs],
-                    [arena.views[i] for i in step.scratch],
-                )
+            for segment in self._segments:
+                buffers = [([tables[s.kind][s.index] for s in step.ins],
+                            [tables[s.kind][s.index] for s in step.outs],
+                            [arena.views[i] for i in step.scratch]) for step in segment]
+                if isinstance(segment, _Chain):
+                    segment.fused.run(buffers)
+                else:
+                    segment[0].prepared.run(*buffers[0])
             result = {}
             for name, slot in self._outputs:
                 if slot.kind == _OUTPUT:

@@ -562,7 +562,6 @@ def _build_gemm(mr: int, nr: int) -> tuple[Any, Any]:
     costs ~2 s of typing per process even when cached).
     """
 
-    @jit(error_model="numpy")
     def serial(x: np.ndarray, wp: np.ndarray, koff: np.ndarray, kid: np.ndarray,
                bias: np.ndarray, out: np.ndarray, panels: np.ndarray, counter: np.ndarray,
                geo: np.ndarray, code: int, alpha: float) -> None:
@@ -574,7 +573,6 @@ def _build_gemm(mr: int, nr: int) -> tuple[Any, Any]:
         _gemm_rows(x, wp, koff, kid, bias, o2, panels[0], geo, t, geo[G_NBLK], t, ncb, code,
                    alpha, mr, nr)
 
-    @pjit(error_model="numpy")
     def par(x: np.ndarray, wp: np.ndarray, koff: np.ndarray, kid: np.ndarray,
             bias: np.ndarray, out: np.ndarray, panels: np.ndarray, counter: np.ndarray,
             geo: np.ndarray, code: int, alpha: float) -> None:
@@ -597,7 +595,12 @@ def _build_gemm(mr: int, nr: int) -> tuple[Any, Any]:
                                min(nblk, (u + 1) * unit), 0 * u, ncb, code, alpha, mr, nr)
                 u = fetch_add(counter, 0, 1)
 
-    return serial, par
+    # A name per tile shape: numba names compiled code after the function's qualname, and the
+    # closures of every tile shape share one; code of two shapes linked into one caller (a
+    # plan's chained steps, engine/executor/fused.py) must not have the same symbol.
+    for fn, kind in ((serial, "serial"), (par, "par")):
+        fn.__name__ = fn.__qualname__ = f"gemm_{kind}_{mr}x{nr}"
+    return jit(error_model="numpy")(serial), pjit(error_model="numpy")(par)
 
 
 _GEMM_KERNELS: dict[tuple[int, int], tuple[Any, Any]] = {}

@@ -15,6 +15,7 @@ import numpy as np
 
 from engine.errors import ShapeError
 from engine.executor.binding import Prepared, bind
+from engine.executor.bindings.conv import CONV_PAR_MIN_FMA, dense_as_conv
 from engine.ir.graph import TensorType
 from engine.kernels.activations import activation_code
 from engine.kernels.dense import dense_epilogue
@@ -64,6 +65,8 @@ def _prepare_dense(
 
     if w_const is not None and b_const is not None:
         w, b = w_const, b_const
+        if rows * k * units < CONV_PAR_MIN_FMA:
+            return dense_as_conv(rows, k, units, w, b, act, alpha)
 
         def run(ins: Arrays, outs: Arrays, scratch: Arrays) -> None:
             y = outs[0].reshape(rows, units)
