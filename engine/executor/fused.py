@@ -36,7 +36,8 @@ __all__ = ["KERNEL_MODULES", "FusedRun", "enabled", "fused_kernel"]
 log = logging.getLogger("engine.fused")
 
 # name -> module: what a Native.kernel expression may refer to
-KERNEL_MODULES = {"CK": "engine.kernels.conv", "PK": "engine.kernels.pool"}
+KERNEL_MODULES = {"CK": "engine.kernels.conv", "PK": "engine.kernels.pool",
+                  "EK": "engine.kernels.elementwise", "SK": "engine.kernels.shape"}
 _KERNELS_DIR = Path(__file__).resolve().parent.parent / "kernels"
 _LOCK = threading.Lock()
 _FUNCTIONS: dict[tuple[str, ...], Any] = {}

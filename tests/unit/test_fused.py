@@ -55,12 +55,19 @@ def _load(src: Path | Graph, tmp: Path, fuse: bool, monkeypatch: pytest.MonkeyPa
     return model, model.predict(x)
 
 
-@pytest.mark.parametrize("which", ["seed_cnn", "depthwise"])
+def _resnet() -> Graph:
+    from benchmarks.models import resnet
+
+    return resnet(size=32, stem=16, channels=(16, 32), strides=(1, 2)).graph
+
+
+@pytest.mark.parametrize("which", ["seed_cnn", "depthwise", "resnet"])
 @pytest.mark.parametrize("batch", [1, 7, 32])
 def test_chained_steps_give_the_step_by_step_outputs(which: str, batch: int, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    src: Path | Graph = SEED_CNN if which == "seed_cnn" else _depthwise_graph()
-    shape = (batch, 32, 32, 3) if which == "seed_cnn" else (batch, 12, 12, 3)
+    src: Path | Graph = {"seed_cnn": lambda: SEED_CNN, "depthwise": _depthwise_graph,
+                         "resnet": _resnet}[which]()
+    shape = (batch, 12, 12, 3) if which == "depthwise" else (batch, 32, 32, 3)
     x = np.random.default_rng(batch).random(shape, dtype=np.float32)
     chained, got = _load(src, tmp_path, True, monkeypatch, x)
     steps, want = _load(src, tmp_path, False, monkeypatch, x)
@@ -72,6 +79,8 @@ def test_chained_steps_give_the_step_by_step_outputs(which: str, batch: int, tmp
     assert all(c.fused._fn is not None for c in chains)  # compiled, not fallen back
     (plain,) = steps._plans.values()
     assert not any(isinstance(s, _Chain) for s in plain._segments)
+    if which == "seed_cnn":  # convs, pools, Flatten and both Dense layers: one chain
+        assert [type(s) for s in plan._segments] == [_Chain]
 
 
 def test_the_generated_function_is_a_cached_file(monkeypatch: pytest.MonkeyPatch,

@@ -304,13 +304,17 @@ def _global_prepare(is_max: bool) -> Any:
         kernel = PK.global_pool_par if nchunks > 1 else PK.global_pool_serial
         keepdims = bool(attrs["keepdims"])
 
-        def run(ins: Arrays, outs: Arrays, scratch: Arrays) -> None:
+        def args(ins: Arrays, outs: Arrays, scratch: Arrays) -> tuple[Any, ...]:
             y = outs[0].reshape(n, c) if keepdims else outs[0]
-            kernel(ins[0].reshape(n, h * w, c), y, is_max, nchunks)
+            return ins[0].reshape(n, h * w, c), y, is_max, nchunks
+
+        def run(ins: Arrays, outs: Arrays, scratch: Arrays) -> None:
+            kernel(*args(ins, outs, scratch))
 
         if not _all_f32(in_types, out_types):
             return Prepared(_cast_wrapper(run, out_types))
-        return Prepared(run)
+        ref = "PK.global_pool_par" if nchunks > 1 else "PK.global_pool_serial"
+        return Prepared(run, native=Native(ref, args))
 
     return prepare
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.executor.binding import Prepared, bind
+from engine.executor.binding import Native, Prepared, bind
 from engine.executor.bindings.elementwise import (
     _F32,
     PAR_MIN_CHEAP,
@@ -126,11 +126,15 @@ def _prepare_binary(
             return _binary_tiled(fn, code, *tiled)
         (_, d1, d2), ((a0, a1, a2), (b0, b1, b2)) = plan
 
-        def run(ins: Arrays, outs: Arrays, scratch: Arrays) -> None:
-            fn(ins[0].reshape(-1), ins[1].reshape(-1), outs[0].reshape(-1),
-               d1, d2, a0, a1, a2, b0, b1, b2, code)
+        def args(ins: Arrays, outs: Arrays, scratch: Arrays) -> tuple[Any, ...]:
+            return (ins[0].reshape(-1), ins[1].reshape(-1), outs[0].reshape(-1),
+                    d1, d2, a0, a1, a2, b0, b1, b2, code)
 
-        return Prepared(run)
+        def run(ins: Arrays, outs: Arrays, scratch: Arrays) -> None:
+            fn(*args(ins, outs, scratch))
+
+        ref = "EK.binary_par" if fn is K.binary_par else "EK.binary_serial"
+        return Prepared(run, native=Native(ref, args))
 
     # other dtypes and rank > 3 broadcasts: numpy. Integer Div: true divide cast back to the
     # integer type truncates toward zero, as C, ONNX and onnxruntime do.

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from engine.errors import DTypeError, InputError, ShapeError
-from engine.executor.binding import Prepared, bind
+from engine.executor.binding import Native, Prepared, bind
 from engine.executor.threads import plan_threads, use_parallel
 from engine.ir.graph import TensorType
 from engine.kernels import shape as K
@@ -40,10 +40,19 @@ def _copy(
     if math.prod(oshape) != math.prod(_dims(in_types[0])):
         raise ShapeError(f"cannot copy {in_types[0].shape} into {out_types[0].shape}")
 
-    def run(ins: _Arrays, outs: _Arrays, _s: Any) -> None:
-        np.copyto(outs[0], ins[0].reshape(oshape))
+    if np.dtype(in_types[0].dtype) == object or in_types[0].dtype != out_types[0].dtype:
+        def run(ins: _Arrays, outs: _Arrays, _s: Any) -> None:
+            np.copyto(outs[0], ins[0].reshape(oshape))
 
-    return Prepared(run)
+        return Prepared(run)
+
+    def args(ins: _Arrays, outs: _Arrays, _s: Any) -> tuple[Any, ...]:
+        return ins[0].reshape(-1).view(np.uint8), outs[0].reshape(-1).view(np.uint8)
+
+    def run_bytes(ins: _Arrays, outs: _Arrays, _s: Any) -> None:
+        K.copy_bytes(*args(ins, outs, _s))
+
+    return Prepared(run_bytes, native=Native("SK.copy_bytes", args))
 
 
 # -- Transpose -------------------------------------------------------------------------------
