@@ -156,7 +156,7 @@ def test_plan_cache_is_bounded() -> None:
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs numba threads")
 def test_a_plan_is_sized_for_the_calling_threads_numba_thread_count() -> None:
     """A thread that set numba to one thread gets its own plan, with the serial kernels
-    (no parallel launch, which would take the GIL), and the same outputs."""
+    (no parallel launch, which would take the GIL), and the same outputs to float32 rounding."""
     from pathlib import Path
 
     from engine.executor.threads import plan_threads, use_parallel
@@ -177,4 +177,5 @@ def test_a_plan_is_sized_for_the_calling_threads_numba_thread_count() -> None:
     assert seen["threads"] == 1 and seen["parallel"] is False
     assert use_parallel(True) is (plan_threads() > 1)
     assert sorted(k[0] for k in model._plans) == [1, plan_threads()]
-    np.testing.assert_allclose(seen["y"], many, rtol=1e-6, atol=1e-6)
+    # the one-thread plan runs its Dense layers on the conv GEMM (another summation order)
+    np.testing.assert_allclose(seen["y"], many, rtol=1e-5, atol=1e-5)

@@ -16,6 +16,7 @@ import numpy as np
 from engine.errors import ShapeError
 from engine.executor.binding import Prepared, bind
 from engine.executor.bindings.conv import CONV_PAR_MIN_FMA, dense_as_conv
+from engine.executor.threads import plan_threads
 from engine.ir.graph import TensorType
 from engine.kernels.activations import activation_code
 from engine.kernels.dense import dense_epilogue
@@ -25,6 +26,7 @@ __all__: list[str] = []
 
 Arrays = Sequence[np.ndarray]
 _F32 = "float32"
+_DENSE_AS_CONV_ROWS = 8
 
 
 def _dim(d: int | None) -> int:
@@ -65,7 +67,12 @@ def _prepare_dense(
 
     if w_const is not None and b_const is not None:
         w, b = w_const, b_const
-        if rows * k * units < CONV_PAR_MIN_FMA:
+        # one engine thread (a server's batch thread on a small machine) and at least a row
+        # tile: the conv GEMM, as fast as one-thread BLAS there, and it chains with the convs;
+        # else BLAS (its GEMV for a few rows, its threads for more; measured: the MLP at
+        # batch 1 and 32 on two threads was 1.2-1.4x slower on the conv GEMM)
+        if rows >= _DENSE_AS_CONV_ROWS and plan_threads() == 1 and \
+                rows * k * units < CONV_PAR_MIN_FMA:
             return dense_as_conv(rows, k, units, w, b, act, alpha)
 
         def run(ins: Arrays, outs: Arrays, scratch: Arrays) -> None:
