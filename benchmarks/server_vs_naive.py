@@ -272,12 +272,12 @@ def profile_request(root: Path) -> None:
 
     from service.app import create_app
     from service.batching.jsondecode import JsonArray, decode_json
-    from service.batching.scheduler import _limit_threads, intra_op_threads
+    from service.batching.scheduler import intra_op_threads, limit_engine_threads
     from service.config import Settings
     from service.inference import as_array
     from service.protocol import v1
 
-    _limit_threads(intra_op_threads(0, 1))  # as on a batch thread
+    limit_engine_threads(intra_op_threads(0, 1))  # as on a batch thread
     ns_dir, _, tm = prepare(root)
     model = engine.load(ns_dir / "1")
     sig = model.signatures["serving_default"]

@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 import engine
 from service.batching import params_from_settings
 from service.batching.jsondecode import warm as warm_json_decoder
+from service.batching.scheduler import intra_op_threads
 from service.config import Settings, config_from_settings
 from service.inference import (
     REQUEST_DEADLINE,
@@ -53,13 +54,15 @@ def create_app(
     """The app for ``settings``; ``on_ready(manager)`` runs once the first loads are done."""
     settings = settings or Settings()
     metrics = Metrics()
+    params = params_from_settings(settings)
     if manager is None:
-        manager = ModelManager(config_from_settings(settings), settings,
-                               on_event=metrics.lifecycle_event)
+        manager = ModelManager(
+            config_from_settings(settings), settings, on_event=metrics.lifecycle_event,
+            engine_threads=intra_op_threads(settings.intra_op_threads, params.num_batch_threads))
     metrics.watch_manager(manager)
     inference = Inference(
         manager,
-        params=params_from_settings(settings),
+        params=params,
         batching=settings.enable_batching,
         timeout_s=settings.rest_api_timeout_in_ms / 1000,
         max_in_flight=settings.max_in_flight_requests_per_model,

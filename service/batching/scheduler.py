@@ -27,7 +27,7 @@ from service.batching.queue import Batch, ModelQueue
 from service.batching.task import Task
 from service.errors import DeadlineExceeded, Unavailable
 
-__all__ = ["BatchObserver", "Scheduler"]
+__all__ = ["BatchObserver", "Scheduler", "intra_op_threads", "limit_engine_threads"]
 
 log = logging.getLogger("numbaserve.batching")
 
@@ -60,7 +60,7 @@ def intra_op_threads(setting: int, batch_threads: int) -> int:
     return max(1, (cores - 1) // max(1, batch_threads))
 
 
-def _limit_threads(n: int) -> None:
+def limit_engine_threads(n: int) -> None:
     """Size this batch thread's intra-op parallelism (numba's is per calling thread; BLAS's
     pool is per process, and only batch threads call it)."""
     try:
@@ -149,7 +149,7 @@ class Scheduler:
                 self._drop(dropped, time.monotonic())
 
     def _work(self) -> None:
-        _limit_threads(self.threads_per_batch)
+        limit_engine_threads(self.threads_per_batch)
         while True:
             nxt = self._next()
             if nxt is None:

@@ -11,12 +11,14 @@ import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 import engine
+from service.batching.scheduler import limit_engine_threads
 from service.lifecycle.source import fingerprint
 
 __all__ = [
@@ -105,8 +107,12 @@ def _load(path: Path) -> LoadResult:
 class Loader:
     """Loads versions on ``num_threads`` threads; the event loop only awaits the result."""
 
-    def __init__(self, num_threads: int = 2) -> None:
-        self._pool = ThreadPoolExecutor(max(1, num_threads), thread_name_prefix="numbaserve-load")
+    def __init__(self, num_threads: int = 2, engine_threads: int | None = None) -> None:
+        # Warm-up runs build the plans the batch threads will use only with their thread
+        # count (a plan is sized for its thread's numba thread count): the same one here.
+        init = None if not engine_threads else partial(limit_engine_threads, engine_threads)
+        self._pool = ThreadPoolExecutor(max(1, num_threads), thread_name_prefix="numbaserve-load",
+                                        initializer=init)
 
     async def load(self, path: Path) -> LoadResult:
         loop = asyncio.get_running_loop()

@@ -169,7 +169,10 @@ class ModelManager:
         settings: Settings | None = None,
         *,
         on_event: EventListener | None = None,
+        engine_threads: int | None = None,
     ) -> None:
+        """``engine_threads``: the batch threads' engine thread count, which warm-up runs use
+        too (None: the load threads' default)."""
         self.settings = settings if settings is not None else Settings()
         self._on_event = on_event
         self._models: dict[str, _Model] = {}
@@ -178,7 +181,7 @@ class ModelManager:
                 raise ValueError(f"model {c.name!r} configured twice")
             self._models[c.name] = _Model(c)
         self._start_labels = {c.name: dict(c.version_labels) for c in configs}
-        self._loader = Loader(self.settings.num_load_threads)
+        self._loader = Loader(self.settings.num_load_threads, engine_threads)
         self._load_slots = asyncio.Semaphore(max(1, self.settings.num_load_threads))
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []

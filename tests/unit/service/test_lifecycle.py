@@ -165,6 +165,25 @@ def test_policy(policy: VersionPolicy, expected: set[int]) -> None:
 # ---------------------------------------------------------------------------- loader
 
 
+def test_warmup_plans_are_the_batch_threads_plans(tmp_path: Path) -> None:
+    """Warm-up runs on the load thread with the batch threads' engine thread count, so the
+    plans it builds are the ones batches will use (a plan is sized for its thread count)."""
+    import numba
+
+    from service.lifecycle.loader import Loader
+
+    path = save_version(tmp_path, 1, warmup={"requests": [{"inputs": {"x": [[1, 2, 3, 4]]}}]})
+    for threads in (1, 2):
+        loader = Loader(1, engine_threads=threads)
+        try:
+            result = asyncio.run(loader.load(path))
+        finally:
+            loader.shutdown()
+        assert result.model is not None, result.error
+        expected = min(threads, int(numba.config.NUMBA_NUM_THREADS))
+        assert [key[0] for key in result.model._plans] == [expected]
+
+
 def test_warmup_is_replayed_and_checked(tmp_path: Path) -> None:
     ok = save_version(tmp_path, 1, warmup={"requests": [
         {"inputs": {"x": [[1, 2, 3, 4]]}},
