@@ -96,7 +96,8 @@ def test_two_models_from_two_threads() -> None:
 
 
 def test_two_conv_models_from_two_threads() -> None:
-    """The bundled CNNs (OpenMP-parallel conv and pool kernels plus BLAS) from 3 threads."""
+    """The bundled CNNs (OpenMP-parallel conv and pool kernels plus BLAS, as chained
+    steps: engine/executor/fused.py) from 3 threads."""
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2] / "models" / "seed_cnn"

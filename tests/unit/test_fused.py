@@ -3,7 +3,6 @@ cached generated function, and a fallback when a chain cannot be compiled."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -143,30 +142,6 @@ def test_a_chain_that_cannot_compile_runs_step_by_step() -> None:
     run.run([([x], [outs[0]], [sched]), ([x], [outs[1]], [sched])])
     assert calls == ["a", "b"]
     np.testing.assert_array_equal(outs[0], x.reshape(2, 4, 2, 4, 2, 4).max(axis=(2, 4)))
-
-
-def test_chained_plans_from_several_threads(tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    rng = np.random.default_rng(9)
-    xs = [rng.random((n, 32, 32, 3), dtype=np.float32) for n in (1, 4, 16)]
-    model, _ = _load(SEED_CNN, tmp_path, True, monkeypatch, xs[0])
-    expected = [model.predict(x) for x in xs]
-    errors: list[BaseException] = []
-
-    def worker(k: int) -> None:
-        try:
-            for i in range(30):
-                j = (i + k) % len(xs)
-                np.testing.assert_array_equal(model.predict(xs[j]), expected[j])
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not errors, errors[0]
 
 
 @pytest.mark.parametrize("act", ["linear", "relu", "gelu", "leaky_relu"])
