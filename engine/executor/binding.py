@@ -11,6 +11,7 @@ threads at once with different buffers (keep no mutable state in the closure).
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,21 +21,46 @@ import numpy as np
 from engine.errors import UnsupportedOpError
 from engine.ir.graph import TensorType
 
-__all__ = ["Native", "Prepared", "PrepareFn", "RunFn", "BINDINGS", "bind", "binding_for"]
+__all__ = ["KERNEL_MODULES", "Native", "Prepared", "PrepareFn", "RunFn", "BINDINGS", "bind",
+           "binding_for", "kernel_of", "native_prepared"]
 
 RunFn = Callable[[Sequence[np.ndarray], Sequence[np.ndarray], Sequence[np.ndarray]], None]
+
+
+# name -> module: what a Native.kernel expression may refer to
+KERNEL_MODULES = {"CK": "engine.kernels.conv", "PK": "engine.kernels.pool",
+                  "EK": "engine.kernels.elementwise", "SK": "engine.kernels.shape"}
 
 
 @dataclass(frozen=True)
 class Native:
     """``run`` as one numba kernel call, for plans that chain such calls in one nogil function
-    (engine/executor/fused.py): ``kernel`` names the kernel as an expression over the modules
-    in ``fused.KERNEL_MODULES`` (generated code imports it by that name, so it can be cached
-    on disk), ``args`` builds its arguments from the step's buffers."""
+    (engine/executor/fused.py): ``kernel`` names the kernel as an expression over
+    ``KERNEL_MODULES`` (generated code imports it by that name, so it can be cached on disk),
+    ``args`` builds its arguments from the step's buffers."""
 
     kernel: str
     args: Callable[[Sequence[np.ndarray], Sequence[np.ndarray], Sequence[np.ndarray]],
                    tuple[Any, ...]]
+
+
+def kernel_of(expr: str) -> Any:
+    """The kernel object a ``Native.kernel`` expression names."""
+    names = {alias: importlib.import_module(m) for alias, m in KERNEL_MODULES.items()}
+    return eval(expr, names)  # noqa: S307 - expressions written by the bindings
+
+
+def native_prepared(native: Native,
+                    scratch: tuple[tuple[tuple[int, ...], str], ...] = ()) -> Prepared:
+    """A step whose ``run`` is its native call: the kernel is looked up by the same name the
+    chained code uses, so the two cannot differ."""
+    kernel, args = kernel_of(native.kernel), native.args
+
+    def run(ins: Sequence[np.ndarray], outs: Sequence[np.ndarray],
+            scr: Sequence[np.ndarray]) -> None:
+        kernel(*args(ins, outs, scr))
+
+    return Prepared(run, scratch, native)
 
 
 @dataclass(frozen=True)

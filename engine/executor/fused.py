@@ -8,8 +8,8 @@ has a ``Native`` form is called as one generated numba function that calls their
 order: one release, one take-back per run.
 
 The generated function is written to a file in the kernel cache directory and compiled with
-``cache=True``, so only the first process to use a chain compiles it (~1.5 s for the seed
-CNN's five steps). Its file name hashes the source and every kernel module's source: the
+``cache=True``, so only the first process to use a chain compiles it (~1.5-2 s for the seed
+CNN's chain). Its file name hashes the source and every kernel module's source: the
 cached machine code links the kernels in, so a changed kernel must not reuse it.
 """
 
@@ -28,16 +28,13 @@ from typing import Any
 import numpy as np
 from numba.core.errors import NumbaError
 
-from engine.executor.binding import Native
+from engine.executor.binding import KERNEL_MODULES, Native
 from engine.kernels._jit import cache_dir
 
-__all__ = ["KERNEL_MODULES", "FusedRun", "enabled", "fused_kernel"]
+__all__ = ["FusedRun", "enabled", "fused_kernel"]
 
 log = logging.getLogger("engine.fused")
 
-# name -> module: what a Native.kernel expression may refer to
-KERNEL_MODULES = {"CK": "engine.kernels.conv", "PK": "engine.kernels.pool",
-                  "EK": "engine.kernels.elementwise", "SK": "engine.kernels.shape"}
 _KERNELS_DIR = Path(__file__).resolve().parent.parent / "kernels"
 _LOCK = threading.Lock()
 _FUNCTIONS: dict[tuple[str, ...], Any] = {}
@@ -108,9 +105,6 @@ class FusedRun:
         self._fallbacks = tuple(fallbacks)
         self._fn: Any = None
         self._broken = False
-
-    def __len__(self) -> int:
-        return len(self.natives)
 
     def run(self, buffers: Sequence[tuple[Sequence[np.ndarray], Sequence[np.ndarray],
                                           Sequence[np.ndarray]]]) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.executor.binding import Native, Prepared, bind
+from engine.executor.binding import Native, Prepared, bind, kernel_of, native_prepared
 from engine.executor.threads import plan_threads
 from engine.ir import schema_for
 from engine.ir.graph import TensorType
@@ -141,15 +141,12 @@ def _prepare_conv(
     b_const = (_f32(consts[2]).reshape(-1) if has_bias and consts[2] is not None
                else None if has_bias else np.zeros(o, dtype=_F32))
     scratch: tuple[tuple[tuple[int, ...], str], ...] = ()
-    kernel: Any
 
     if cg == 1 and groups > 1 and o > groups:  # depthwise with a channel multiplier (rare)
         rows = n * int(geo[CK.G_OH])
         geo[CK.G_NCHUNK] = min(_threads(), rows) if fma >= CONV_PAR_MIN_FMA else 1
         ref = ("CK.conv_depthwise_mult_par" if geo[CK.G_NCHUNK] > 1
                else "CK.conv_depthwise_mult_serial")
-        kernel = (CK.conv_depthwise_mult_par if geo[CK.G_NCHUNK] > 1
-                  else CK.conv_depthwise_mult_serial)
 
         def pack(w: np.ndarray) -> np.ndarray:
             return _f32(w).reshape(kh, kw, o)
@@ -159,7 +156,6 @@ def _prepare_conv(
             return x, wp, b, y, geo, code, alpha
     elif cg == 1 and groups > 1:  # depthwise
         threads = _share_out(geo, _CONV_SPLIT, fma >= CONV_PAR_MIN_FMA, m, _UNITS_PER_THREAD)
-        kernel = CK.conv_depthwise_par if threads > 1 else CK.conv_depthwise_serial
         ref = "CK.conv_depthwise_par" if threads > 1 else "CK.conv_depthwise_serial"
         taps = CK.patch_offsets(kh, kw, 1, int(geo[CK.G_DH]), int(geo[CK.G_DW]),
                                 int(geo[CK.G_W]), c)
@@ -173,7 +169,6 @@ def _prepare_conv(
             return x, wp, taps, b, y, scr[0], geo, code, alpha
     else:
         mr, nr = CK.tile_shape(o // groups)
-        serial, par = CK.gemm_kernels(mr, nr)
         nblocks = -(-m // mr)
         geo[CK.G_NBLK] = nblocks
         ncols = groups * -(-(o // groups) // nr)
@@ -184,7 +179,6 @@ def _prepare_conv(
         threads = _share_out(geo, _CONV_SPLIT, fma >= CONV_PAR_MIN_FMA,
                              ncols if split_cols else nblocks,
                              1 if split_cols else _UNITS_PER_THREAD)
-        kernel = par if threads > 1 else serial
         kg = kh * kw * cg
         koff = CK.patch_offsets(kh, kw, cg, int(geo[CK.G_DH]), int(geo[CK.G_DW]),
                                 int(geo[CK.G_W]), c)
@@ -200,28 +194,24 @@ def _prepare_conv(
                  scr: Arrays) -> tuple[Any, ...]:
             return x, wp, koff, kid, b, y, scr[0], scr[1], geo, code, alpha
 
-    def call(x: np.ndarray, wp: np.ndarray, b: np.ndarray, y: np.ndarray, scr: Arrays) -> None:
-        kernel(*args(x, wp, b, y, scr))
-
-    run: RunFn
-    native = None
     if w_const is not None and b_const is not None:
         wp, b = pack(w_const), b_const
+        step = native_prepared(
+            Native(ref, lambda ins, outs, scr: args(ins[0], wp, b, outs[0], scr)), scratch)
+        if _all_f32(in_types, out_types):
+            return step
+        return Prepared(_cast_wrapper(step.run, out_types), scratch)
 
-        def run(ins: Arrays, outs: Arrays, scr: Arrays) -> None:
-            call(ins[0], wp, b, outs[0], scr)
+    kernel = kernel_of(ref)
 
-        native = Native(ref, lambda ins, outs, scr: args(ins[0], wp, b, outs[0], scr))
-    else:
-
-        def run(ins: Arrays, outs: Arrays, scr: Arrays) -> None:
-            w = pack(w_const if w_const is not None else ins[1])
-            b = b_const if b_const is not None else _f32(ins[2]).reshape(-1)
-            call(_f32(ins[0]), w, b, outs[0], scr)
+    def run(ins: Arrays, outs: Arrays, scr: Arrays) -> None:
+        w = pack(w_const if w_const is not None else ins[1])
+        b = b_const if b_const is not None else _f32(ins[2]).reshape(-1)
+        kernel(*args(_f32(ins[0]), w, b, outs[0], scr))
 
     if not _all_f32(in_types, out_types):
         return Prepared(_cast_wrapper(run, out_types), scratch)
-    return Prepared(run, scratch, native)
+    return Prepared(run, scratch)
 
 
 def dense_as_conv(rows: int, k: int, units: int, w: np.ndarray, b: np.ndarray, act: str,
@@ -270,19 +260,16 @@ def _pool_prepare(mode_of: Callable[[Mapping[str, Any]], int]) -> Any:
         work = n * oh * ow * c * kh * kw
         threads = _share_out(geo, (PK.G_NCHUNK, PK.G_UNITS, PK.G_UNIT), work >= POOL_PAR_MIN,
                              n * oh, _UNITS_PER_THREAD)
-        kernel = PK.pool2d_par if threads > 1 else PK.pool2d_serial
+        ref = "PK.pool2d_par" if threads > 1 else "PK.pool2d_serial"
         scratch = (((_SCHED_LEN,), "int64"),)
 
         def args(ins: Arrays, outs: Arrays, scr: Arrays) -> tuple[Any, ...]:
             return ins[0], outs[0], scr[0], geo, mode
 
-        def run(ins: Arrays, outs: Arrays, scr: Arrays) -> None:
-            kernel(*args(ins, outs, scr))
-
+        step = native_prepared(Native(ref, args), scratch)
         if not _all_f32(in_types, out_types):
-            return Prepared(_cast_wrapper(run, out_types), scratch)
-        ref = "PK.pool2d_par" if threads > 1 else "PK.pool2d_serial"
-        return Prepared(run, scratch, Native(ref, args))
+            return Prepared(_cast_wrapper(step.run, out_types), scratch)
+        return step
 
     return prepare
 
@@ -301,20 +288,17 @@ def _global_prepare(is_max: bool) -> Any:
     ) -> Prepared:
         n, h, w, c = (int(d) for d in in_types[0].shape)
         nchunks = min(_threads(), n) if n * h * w * c >= POOL_PAR_MIN else 1
-        kernel = PK.global_pool_par if nchunks > 1 else PK.global_pool_serial
+        ref = "PK.global_pool_par" if nchunks > 1 else "PK.global_pool_serial"
         keepdims = bool(attrs["keepdims"])
 
         def args(ins: Arrays, outs: Arrays, scratch: Arrays) -> tuple[Any, ...]:
             y = outs[0].reshape(n, c) if keepdims else outs[0]
             return ins[0].reshape(n, h * w, c), y, is_max, nchunks
 
-        def run(ins: Arrays, outs: Arrays, scratch: Arrays) -> None:
-            kernel(*args(ins, outs, scratch))
-
+        step = native_prepared(Native(ref, args))
         if not _all_f32(in_types, out_types):
-            return Prepared(_cast_wrapper(run, out_types))
-        ref = "PK.global_pool_par" if nchunks > 1 else "PK.global_pool_serial"
-        return Prepared(run, native=Native(ref, args))
+            return Prepared(_cast_wrapper(step.run, out_types))
+        return step
 
     return prepare
 

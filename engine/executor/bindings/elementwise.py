@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from engine.errors import ShapeError, UnsupportedOpError
-from engine.executor.binding import Native, Prepared, bind
+from engine.executor.binding import Native, Prepared, bind, native_prepared
 from engine.executor.threads import use_parallel
 from engine.ir.graph import TensorType
 from engine.ir.schema import normalize_axis
@@ -75,16 +75,12 @@ def _per_op(prepare_op: Callable[..., Prepared], op: str) -> Callable[..., Prepa
 def _unary_fast(op: str, p0: float, p1: float, n: int) -> Prepared:
     code = K.UNARY_CODES[op]
     threshold = PAR_MIN_HEAVY if op in _HEAVY_UNARY else PAR_MIN_CHEAP
-    par = use_parallel(n >= threshold)
-    fn = K.unary_par if par else K.unary_serial
+    ref = "EK.unary_par" if use_parallel(n >= threshold) else "EK.unary_serial"
 
     def args(ins: Arrays, outs: Arrays, scratch: Arrays) -> tuple[Any, ...]:
         return ins[0].reshape(-1), outs[0].reshape(-1), code, p0, p1
 
-    def run(ins: Arrays, outs: Arrays, scratch: Arrays) -> None:
-        fn(*args(ins, outs, scratch))
-
-    return Prepared(run, native=Native("EK.unary_par" if par else "EK.unary_serial", args))
+    return native_prepared(Native(ref, args))
 
 
 def _numpy_unary(op: str, attrs: Mapping[str, Any]) -> Callable[[np.ndarray, np.ndarray], Any]:

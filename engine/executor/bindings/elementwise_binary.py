@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.executor.binding import Native, Prepared, bind
+from engine.executor.binding import Native, Prepared, bind, native_prepared
 from engine.executor.bindings.elementwise import (
     _F32,
     PAR_MIN_CHEAP,
@@ -120,7 +120,8 @@ def _prepare_binary(
     if plan is not None:
         code = K.BINARY_CODES[op]
         threshold = PAR_MIN_HEAVY if op == "Pow" else PAR_MIN_CHEAP
-        fn = K.binary_par if use_parallel(n >= threshold) else K.binary_serial
+        par = use_parallel(n >= threshold)
+        fn = K.binary_par if par else K.binary_serial
         tiled = _tile_short_rows(plan, consts)
         if tiled is not None:
             return _binary_tiled(fn, code, *tiled)
@@ -130,11 +131,7 @@ def _prepare_binary(
             return (ins[0].reshape(-1), ins[1].reshape(-1), outs[0].reshape(-1),
                     d1, d2, a0, a1, a2, b0, b1, b2, code)
 
-        def run(ins: Arrays, outs: Arrays, scratch: Arrays) -> None:
-            fn(*args(ins, outs, scratch))
-
-        ref = "EK.binary_par" if fn is K.binary_par else "EK.binary_serial"
-        return Prepared(run, native=Native(ref, args))
+        return native_prepared(Native("EK.binary_par" if par else "EK.binary_serial", args))
 
     # other dtypes and rank > 3 broadcasts: numpy. Integer Div: true divide cast back to the
     # integer type truncates toward zero, as C, ONNX and onnxruntime do.

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from engine.errors import DTypeError, InputError, ShapeError
-from engine.executor.binding import Native, Prepared, bind
+from engine.executor.binding import Native, Prepared, bind, native_prepared
 from engine.executor.threads import plan_threads, use_parallel
 from engine.ir.graph import TensorType
 from engine.kernels import shape as K
@@ -49,10 +49,7 @@ def _copy(
     def args(ins: _Arrays, outs: _Arrays, _s: Any) -> tuple[Any, ...]:
         return ins[0].reshape(-1).view(np.uint8), outs[0].reshape(-1).view(np.uint8)
 
-    def run_bytes(ins: _Arrays, outs: _Arrays, _s: Any) -> None:
-        K.copy_bytes(*args(ins, outs, _s))
-
-    return Prepared(run_bytes, native=Native("SK.copy_bytes", args))
+    return native_prepared(Native("SK.copy_bytes", args))
 
 
 # -- Transpose -------------------------------------------------------------------------------
