@@ -24,13 +24,14 @@ Example = tuple[Sequence[tuple[tuple[int, ...], str, bool] | np.ndarray], Mappin
 _ACTS = ("linear", "relu", "relu6", "sigmoid", "tanh", "leaky_relu", "gelu", "gelu_tanh")
 
 # every float conv tile width (16..64 output channels) serial, as a one-thread batch thread
-# runs them, and the usual widths threaded (>= CONV_PAR_MIN_FMA, several engine threads)
+# runs them, and the usual widths threaded (>= CONV_PAR_MIN_FMA, several engine threads);
+# each as the direct GEMM (< 16 input channels) and as Winograd (3x3 stride 1, >= 16)
 def _conv3x3(x: tuple[int, int, int, int], o: int) -> Example:
     return [(x, F, False), ((3, 3, x[3], o), F, True), ((o,), F, True)], {"activation": "relu"}
 
 
-_CONV_WIDTHS = [_conv3x3((1, 4, 4, 4), o) for o in (16, 32, 48, 64)] + [
-    _conv3x3((2, 34, 34, 32), o) for o in (32, 64)]
+_CONV_WIDTHS = [_conv3x3((1, 4, 4, c), o) for o in (16, 32, 48, 64) for c in (4, 16)] + [
+    _conv3x3(x, o) for o in (32, 64) for x in ((4, 34, 34, 15), (2, 34, 34, 32))]
 
 EXAMPLES: dict[str, Sequence[Example]] = {
     "Conv2D": _CONV_WIDTHS + [

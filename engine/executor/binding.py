@@ -29,7 +29,8 @@ RunFn = Callable[[Sequence[np.ndarray], Sequence[np.ndarray], Sequence[np.ndarra
 
 # name -> module: what a Native.kernel expression may refer to
 KERNEL_MODULES = {"CK": "engine.kernels.conv", "PK": "engine.kernels.pool",
-                  "EK": "engine.kernels.elementwise", "SK": "engine.kernels.shape"}
+                  "EK": "engine.kernels.elementwise", "SK": "engine.kernels.shape",
+                  "WG": "engine.kernels.winograd"}
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,14 @@ __all__ = [
     "pack_weight",
     "patch_offsets",
     "fetch_add",
+    "clip_params",
+    "gemm_tile",
+    "VEC",
+    "vec_at",
+    "splat",
+    "load_f32",
+    "acc_zero",
+    "acc_fma",
     "gemm_kernels",
     "conv_depthwise_serial",
     "conv_depthwise_par",
@@ -552,6 +560,17 @@ def _gemm_rows(x: np.ndarray, wp: np.ndarray, koff: np.ndarray, kid: np.ndarray,
                     g_panel = g
                 _tile(pf, pbases, kid, 0, wp[g, cb - g * nblk], out, m0, rows,
                       g * og + col, cols, bias, code, alpha, mr, nr)
+
+
+# for other GEMM-shaped kernels and vector code (engine.kernels.winograd)
+gemm_tile = _tile
+clip_params = _clip_params
+VEC = _VEC
+vec_at = _vec_at
+splat = _splat
+load_f32 = _load
+acc_zero = _acc_zero
+acc_fma = _acc_fma
 
 
 def _build_gemm(mr: int, nr: int) -> tuple[Any, Any]:
