@@ -51,7 +51,6 @@ __all__ = [
     "patch_offsets",
     "fetch_add",
     "clip_params",
-    "gemm_tile",
     "VEC",
     "vec_at",
     "splat",
@@ -562,8 +561,8 @@ def _gemm_rows(x: np.ndarray, wp: np.ndarray, koff: np.ndarray, kid: np.ndarray,
                       g * og + col, cols, bias, code, alpha, mr, nr)
 
 
-# for other GEMM-shaped kernels and vector code (engine.kernels.winograd)
-gemm_tile = _tile
+# the micro-kernel's pieces and vector code, for other GEMM-shaped kernels
+# (engine.kernels.winograd)
 clip_params = _clip_params
 VEC = _VEC
 vec_at = _vec_at

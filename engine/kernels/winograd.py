@@ -4,10 +4,10 @@ Each 2x2 block of output pixels (a tile) is computed from its 4x4 input window w
 multiplies per (input, output) channel pair instead of 36: the window is transformed
 (``V = B^T d B``), multiplied position by position with the transformed weight
 (``U = G g G^T``, 16 matrices of C x O, packed once per plan), and transformed back
-(``Y = A^T M A``). The 16 products are GEMMs over a block of tiles, run by the direct
-conv's register-tiled micro-kernel (``engine.kernels.conv.gemm_tile``), so the multiplies
-run at the same FMA rate with 2.25x fewer of them. The transforms are adds over contiguous
-channel vectors, vectorized by LLVM.
+(``Y = A^T M A``). The 16 products are GEMMs over a block of tiles on the direct conv's
+register-tiled micro-kernel (its intrinsics, without the bias/clip epilogue), so the
+multiplies run at about the same FMA rate with 2.25x fewer of them. The transforms are adds
+over contiguous channel vectors, written as explicit vector code.
 
 Tiles go ``TB`` at a time (a multiple of the micro-kernel's rows) so one block's transformed
 input and products stay in L2. Windows inside the image are read in place; border windows
@@ -97,7 +97,7 @@ def scratch_shapes(geo: np.ndarray, threads: int) -> tuple[tuple[tuple[int, ...]
 
 def transform_weight(w: np.ndarray, nr: int) -> np.ndarray:
     """(3, 3, C, O) -> U packed as (16, col blocks, C, NR): position xi = 4 * a + b of
-    ``G g G^T``, each a (C, O) matrix packed for ``gemm_tile`` like ``pack_weight``."""
+    ``G g G^T``, each a (C, O) matrix packed like the conv's weight (``pack_weight``)."""
     g = np.asarray(w, dtype=np.float64)
     u = np.einsum("ai,ijco,bj->abco", _G, g, _G).astype(np.float32)
     c, o = u.shape[2], u.shape[3]
