@@ -27,17 +27,14 @@ from service.batching.jsondecode import warm as warm_json_decoder
 from service.batching.scheduler import intra_op_threads
 from service.config import Settings, config_from_settings
 from service.inference import (
-    REQUEST_DEADLINE,
-    TIMEOUT_HEADER,
     Inference,
-    deadline_from_timeout_ms,
     tune_interpreter,
 )
 from service.lifecycle import ModelManager
 from service.metrics import CONTENT_TYPE, Metrics
 from service.protocol import admin_router, health_router, install_v1
 from service.protocol import errors as http_errors
-from service.protocol.asgi import PostRoute
+from service.protocol.asgi import PostRoute, note_deadline
 from service.protocol.v2 import install as install_v2
 
 __all__ = ["create_app"]
@@ -119,34 +116,35 @@ class _App(FastAPI):
     """FastAPI with the hot routes (v1 ``:predict``, v2 ``/infer``) served straight from the
     entry point: a POST to one of them skips the middleware stack and the router (~8 awaited
     layers, ~10 % of the event loop's time per request at c=64). Everything else, and every
-    other method on those paths, takes the usual way."""
+    other method on those paths, takes the usual way. ``HttpConnection`` asks ``hot_route``
+    itself, before uvicorn's own middleware."""
 
     _hot: tuple[PostRoute, ...] | None = None
 
+    def hot_route(self, scope: Scope) -> ASGIApp | None:
+        """The app serving this POST if its path is a hot route (path params set), else None."""
+        hot = self._hot
+        if hot is None:
+            hot = self._hot = tuple(r for r in self.router.routes if isinstance(r, PostRoute))
+        path = scope["path"]
+        for route in hot:
+            m = route.pattern.match(path)
+            if m is not None:
+                if self.root_path:
+                    scope["root_path"] = self.root_path
+                scope["app"] = self
+                scope["path_params"] = m.groupdict()
+                return route.handle_hot
+        return None
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
-            hot = self._hot
-            if hot is None:
-                hot = self._hot = tuple(r for r in self.router.routes
-                                        if isinstance(r, PostRoute))
-            path = scope["path"]
-            for route in hot:
-                m = route.pattern.match(path)
-                if m is not None:
-                    if self.root_path:
-                        scope["root_path"] = self.root_path
-                    scope["app"] = self
-                    scope["path_params"] = m.groupdict()
-                    bad = note_deadline(scope)
-                    if bad is None:
-                        await route.handle(scope, receive, send)
-                    else:
-                        await http_errors.error_response(bad)(scope, receive, send)
-                    return
+            hot = self.hot_route(scope)
+            if hot is not None:
+                await hot(scope, receive, send)
+                return
         await super().__call__(scope, receive, send)
 
-
-_HEADER = TIMEOUT_HEADER.lower().encode("latin-1")
 
 # FastAPI >= 0.165's OpenTelemetry bridge asks the global providers on every request
 # (~10 us of event-loop time on the hot path); our metrics are Prometheus'.
@@ -170,21 +168,6 @@ class _RequestDeadline:
                 await http_errors.error_response(bad)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
-
-
-def note_deadline(scope: Scope) -> Exception | None:
-    """Set ``REQUEST_DEADLINE`` for this request; the error when its timeout header is bad."""
-    now = time.monotonic()
-    deadline = None
-    for key, value in scope["headers"]:
-        if key == _HEADER:
-            try:
-                deadline = deadline_from_timeout_ms(value, now)
-            except Exception as exc:
-                return exc
-            break
-    REQUEST_DEADLINE.set((now, deadline))
-    return None
 
 
 def _started(

@@ -159,6 +159,7 @@ def serve(settings: Any) -> int:
 
     from service.app import create_app
     from service.config import ConfigError, config_from_settings
+    from service.protocol.connection import HttpConnection
 
     base = f"http://{_display_host(settings.rest_api_host)}:{settings.rest_api_port}"
     try:
@@ -182,6 +183,7 @@ def serve(settings: Any) -> int:
         host=settings.rest_api_host,
         port=settings.rest_api_port,
         lifespan="on",
+        http=HttpConnection,
         access_log=False,
         server_header=False,
         limit_concurrency=settings.max_concurrent_connections or None,

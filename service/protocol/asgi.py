@@ -8,6 +8,7 @@ body with a size limit and answers with bytes it built itself. Errors still go t
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,12 +18,14 @@ from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import Receive, Scope, Send
 
 from service.errors import InvalidArgument, PayloadTooLarge
+from service.inference import REQUEST_DEADLINE, TIMEOUT_HEADER, deadline_from_timeout_ms
 from service.protocol.errors import error_body, error_headers, error_response, status_for
 
-__all__ = ["Disconnected", "JsonResponse", "PostRoute", "read_body", "send_bytes",
-           "send_error"]
+__all__ = ["Disconnected", "JsonResponse", "PostRoute", "note_deadline", "read_body",
+           "send_bytes", "send_error"]
 
 _JSON = b"application/json"
+_TIMEOUT = TIMEOUT_HEADER.lower().encode("latin-1")
 
 
 class Disconnected(Exception):
@@ -94,6 +97,21 @@ async def send_error(send: Send, exc: BaseException) -> None:
     await send_bytes(send, status, error_body(message), extra)
 
 
+def note_deadline(scope: Scope) -> Exception | None:
+    """Set ``REQUEST_DEADLINE`` for this request; the error when its timeout header is bad."""
+    now = time.monotonic()
+    deadline = None
+    for key, value in scope["headers"]:
+        if key == _TIMEOUT:
+            try:
+                deadline = deadline_from_timeout_ms(value, now)
+            except Exception as exc:
+                return exc
+            break
+    REQUEST_DEADLINE.set((now, deadline))
+    return None
+
+
 class PostRoute(BaseRoute):
     """A POST-only route matched by one regex whose named groups become path params.
 
@@ -117,6 +135,15 @@ class PostRoute(BaseRoute):
 
     def url_path_for(self, name: str, /, **path_params: Any) -> Any:
         raise NoMatchFound(name, path_params)
+
+    async def handle_hot(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``handle`` for a POST matched before the middleware: notes the request's deadline
+        (what the deadline middleware does for the other routes) first."""
+        bad = note_deadline(scope)
+        if bad is None:
+            await self.handle(scope, receive, send)
+        else:
+            await send_error(send, bad)
 
     async def refuse_unless_post(self, scope: Scope, send: Send) -> bool:
         """Answer 405 and return True unless the request is a POST."""
