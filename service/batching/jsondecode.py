@@ -286,7 +286,8 @@ def _scratch(n: int) -> np.ndarray:
     return buf
 
 
-def _tensor(store: np.ndarray, meta: Any, body: bytes, v0: int, v1: int) -> JsonArray:
+def _tensor(store: np.ndarray, meta: Any, body: bytes | bytearray, v0: int,
+            v1: int) -> JsonArray:
     off, count, is_int, exact, ndim = (int(v) for v in meta[:5])
     flat = store.view(np.int64) if is_int else store
     arr = flat[off:off + count].reshape(tuple(int(d) for d in meta[5:5 + ndim]))
@@ -297,7 +298,7 @@ def _tensor(store: np.ndarray, meta: Any, body: bytes, v0: int, v1: int) -> Json
     return out
 
 
-def decode_json(body: bytes, tensor_keys: Collection[str] = ("instances", "inputs"),
+def decode_json(body: bytes | bytearray, tensor_keys: Collection[str] = ("instances", "inputs"),
                 member_keys: Collection[str] = ()) -> Any:
     """``orjson.loads(body)``, with the numeric arrays under ``tensor_keys`` (directly, or
     as members of an object there) as JsonArrays; with ``member_keys``, instead those under
@@ -306,7 +307,9 @@ def decode_json(body: bytes, tensor_keys: Collection[str] = ("instances", "input
 
     Raises ``orjson.JSONDecodeError`` for malformed JSON, as orjson does.
     """
-    buf = np.frombuffer(body, np.uint8)
+    # read-only whatever the body: a bytearray's writable view would be another numba type
+    # (a compile on the first request, and one `warm` does not make)
+    buf = np.frombuffer(memoryview(body).toreadonly(), np.uint8)
     wanted, woff = _wanted(tensor_keys)
     members, moff = _wanted(member_keys)
     store = _scratch(len(body) // 2 + 1)

@@ -41,7 +41,7 @@ class JsonResponse(Response):
         return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes | bytearray:
     """The whole body, refusing (413) before reading it when Content-Length is too big and
     as soon as a chunked body passes the limit."""
     for key, value in scope["headers"]:

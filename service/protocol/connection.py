@@ -27,16 +27,29 @@ from uvicorn.protocols.http.httptools_impl import (
 
 __all__ = ["HotRouter", "HttpConnection"]
 
-# app.hot_route(scope): the ASGI app serving this POST when its path is a hot route, else None
+# app.hot_route(scope): the ASGI app serving this POST when its path is a hot route, else None.
+# A hot app takes any bytes-like body: a whole body comes as the connection's own bytearray.
 HotRouter = Callable[[Any], ASGIApp | None]
 
 
 class _HotCycle(RequestResponseCycle):
     """A cycle whose app sends one ``http.response.start`` with a content-length and one
-    complete ``http.response.body``: the head waits for the body, then both go out at once."""
+    complete ``http.response.body``: the head waits for the body, then both go out at once.
+    A body that has fully arrived is received without a copy."""
 
     _status = 0
     _headers: Any = ()
+
+    async def receive(self) -> Any:
+        if (self.more_body or self.waiting_for_100_continue or self.disconnected
+                or self.response_complete):
+            return await super().receive()
+        # The whole body is here: hand over uvicorn's buffer instead of a bytes copy of it
+        # (it is not appended to again; the v2 binary inputs become views of it).
+        self.flow.resume_reading()
+        self.message_event.clear()
+        body, self.body = self.body, bytearray()
+        return {"type": "http.request", "body": body, "more_body": False}
 
     async def send(self, message: Any) -> None:
         if self.flow.write_paused and not self.disconnected:

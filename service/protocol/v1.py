@@ -64,7 +64,7 @@ def parse_version(text: str) -> int:
 # ---------------------------------------------------------------------------- decoding
 
 
-def _parse_json(body: bytes) -> dict[str, Any]:
+def _parse_json(body: bytes | bytearray) -> dict[str, Any]:
     if not body:
         raise InvalidArgument("request body is empty; expected a JSON object")
     try:

@@ -58,7 +58,7 @@ _HEADER_LEN = b"inference-header-content-length"
 # ---------------------------------------------------------------------------- hot route
 
 
-def _decompress(body: bytes, encoding: bytes, limit: int) -> bytes:
+def _decompress(body: bytes | bytearray, encoding: bytes, limit: int) -> bytes | bytearray:
     """A gzip/deflate request body (tritonclient's ``request_compression_algorithm``)."""
     enc = encoding.strip().lower()
     if enc in (b"", b"identity"):

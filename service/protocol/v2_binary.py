@@ -49,6 +49,8 @@ NP_DTYPE: dict[str, np.dtype[Any]] = {d.v2: np.dtype(d.name) for d in dtypes.DTY
 _V2_OF: dict[np.dtype[Any], str] = {dt: v2 for v2, dt in NP_DTYPE.items()}
 _KNOWN = ", ".join(sorted(NP_DTYPE))
 _ALIGN = 64
+# a request body: the connection hands over its bytearray (writable: inputs are views of it)
+_Body = bytes | bytearray | memoryview
 _LEN = struct.Struct("<I")
 _OPTS = orjson.OPT_SERIALIZE_NUMPY
 
@@ -138,6 +140,14 @@ def decode_bytes(buf: memoryview | bytes, count: int, name: str) -> np.ndarray:
     return out
 
 
+def _writable(mv: memoryview) -> np.ndarray:
+    """The binary part as a writable uint8 array (the engine's kernels take writable arrays):
+    a view of the body when the server owns it as a bytearray, else one aligned copy."""
+    if not mv.readonly:
+        return np.frombuffer(mv, np.uint8)
+    return _aligned(mv)
+
+
 def _aligned(mv: memoryview) -> np.ndarray:
     """One copy of ``mv`` into a fresh writable uint8 buffer starting on a 64-byte boundary."""
     raw = np.empty(len(mv) + _ALIGN, dtype=np.uint8)
@@ -160,10 +170,10 @@ def _from_binary(name: str, datatype: str, shape: tuple[int, ...], buf: np.ndarr
         raise InvalidArgument(
             f"input {name!r}: binary_data_size is {size} bytes but shape {list(shape)} of "
             f"{datatype} needs {need} bytes ({count} x {dtype.itemsize})")
-    view = buf[offset:offset + size]
-    if offset % dtype.itemsize:  # after an odd-sized input: one aligned copy of this tensor
+    view = buf[offset:offset + size].view(dtype.newbyteorder("<"))
+    if not view.flags.aligned:  # an odd header length or input size: one aligned copy
         view = view.copy()
-    return view.view(dtype.newbyteorder("<")).astype(dtype, copy=False).reshape(shape)
+    return view.astype(dtype, copy=False).reshape(shape)
 
 
 def _strings(name: str, data: Any) -> Any:
@@ -230,7 +240,7 @@ def _from_json(name: str, datatype: str, shape: tuple[int, ...], data: Any) -> n
     return arr.reshape(shape)
 
 
-def _header(body: bytes | memoryview, header_length: int | None) -> tuple[Any, memoryview]:
+def _header(body: _Body, header_length: int | None) -> tuple[Any, memoryview]:
     mv = memoryview(body)
     if header_length is None:
         json_part, rest = mv, mv[len(mv):]
@@ -244,7 +254,8 @@ def _header(body: bytes | memoryview, header_length: int | None) -> tuple[Any, m
         raise InvalidArgument("request body is empty; expected a JSON inference request")
     try:
         if header_length is None:  # inputs[*].data straight to numpy (v1's decoder)
-            doc = decode_json(body if isinstance(body, bytes) else bytes(mv), ("inputs",),
+            doc = decode_json(body if isinstance(body, bytes | bytearray) else bytes(mv),
+                              ("inputs",),
                               ("data",))
         else:
             doc = orjson.loads(json_part)
@@ -258,7 +269,7 @@ def _header(body: bytes | memoryview, header_length: int | None) -> tuple[Any, m
     return doc, rest
 
 
-def parse_request(body: bytes | memoryview, header_length: int | None = None) -> V2Request:
+def parse_request(body: _Body, header_length: int | None = None) -> V2Request:
     """Decode an ``/infer`` body; ``header_length`` is ``Inference-Header-Content-Length``."""
     doc, binary = _header(body, header_length)
     rid = doc.get("id")
@@ -306,7 +317,7 @@ def parse_request(body: bytes | memoryview, header_length: int | None = None) ->
                     f"({len(binary) - offset} bytes of binary data left at offset {offset}; "
                     "check Inference-Header-Content-Length)")
             if buf is None:
-                buf = _aligned(binary)
+                buf = _writable(binary)
             inputs[name] = _from_binary(name, datatype, shape, buf, offset, size)
             offset += size
     if offset != len(binary):

@@ -294,3 +294,19 @@ def test_malformed_json_message_is_the_same_on_both_paths() -> None:
     for body in (b'{"inputs": [{"name": "a", "data": [1]},]}', b'{"inputs": [{"data": [1]}'):
         fast, ref = both(body)
         assert isinstance(fast, str) and fast == ref and "malformed JSON" in fast
+
+
+def test_a_bytearray_body_decodes_like_bytes_with_the_same_compiled_scan() -> None:
+    """The connection hands its bytearray to the hot routes: same result, and no second
+    specialization of the scanner (a writable buffer is another numba type, one that
+    ``warm`` would not have compiled)."""
+    from service.batching.jsondecode import scan
+
+    body = orjson.dumps({"inputs": [{"name": "a", "shape": [2, 2], "datatype": "FP32",
+                                     "data": [1.5, 2.25, -3.0, 4.125]}]})
+    parse_request(body)
+    before = len(scan.signatures)
+    for b in (bytearray(body), body):
+        got = parse_request(b).inputs["a"]
+        np.testing.assert_array_equal(got, np.array([[1.5, 2.25], [-3.0, 4.125]], np.float32))
+    assert len(scan.signatures) == before

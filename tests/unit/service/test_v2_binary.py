@@ -103,6 +103,24 @@ def test_views_share_one_buffer_and_odd_offsets_are_realigned() -> None:
         assert arr.flags.aligned and arr.ctypes.data % arr.itemsize == 0
 
 
+@pytest.mark.parametrize("datatype", NUMERIC)
+@pytest.mark.parametrize("pad", [0, 1, 3])
+def test_a_bytearray_body_is_viewed_not_copied(datatype: str, pad: int) -> None:
+    """The connection hands over its bytearray: the inputs are views of it where the data
+    starts aligned, one aligned copy where it does not; writable either way."""
+    a = sample(datatype, (2, 3, 4))
+    body, h = binary_body([("a", datatype, a)])
+    header = body[:h] + b" " * (-h % 64 + pad)  # JSON allows trailing whitespace
+    owned = bytearray(header + body[h:])
+    start = np.frombuffer(owned, np.uint8).ctypes.data + len(header)
+    got = parse_request(owned, len(header)).inputs["a"]
+    np.testing.assert_array_equal(got, a)
+    assert got.dtype == a.dtype and got.shape == a.shape
+    assert got.flags.c_contiguous and got.flags.writeable and got.flags.aligned
+    assert np.shares_memory(got, np.frombuffer(owned, np.uint8)) == (
+        start % a.itemsize == 0)
+
+
 def test_binary_and_json_inputs_mixed() -> None:
     f = np.ones((1, 2), np.float32)
     header = orjson.dumps({"id": "r1", "inputs": [

@@ -49,13 +49,20 @@ class App:
     def __init__(self) -> None:
         self.hot_calls = 0
         self.plain_calls = 0
+        self.bodies: list[Any] = []
 
     def hot_route(self, scope: Any) -> Any:
         return self.echo if scope["path"] == "/hot" else None
 
     async def echo(self, scope: Any, receive: Any, send: Any) -> None:
         self.hot_calls += 1
-        body = (await receive())["body"]
+        message = await receive()
+        parts = [message["body"]]
+        while message.get("more_body"):
+            message = await receive()
+            parts.append(message["body"])
+        self.bodies += parts
+        body = b"".join(parts)
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"text/plain"),
                                 (b"content-length", str(len(body)).encode())]})
@@ -102,6 +109,8 @@ def test_hot_response_is_one_write() -> None:
     assert b"content-length: 5" in head and b"date: " in head
     assert body == b"hello"
     assert not t.closed
+    # the whole body arrived with the head: the route got uvicorn's buffer, not a copy
+    assert app.bodies == [bytearray(b"hello")] and type(app.bodies[0]) is bytearray
 
 
 def test_pipelined_hot_requests_answer_in_order() -> None:
@@ -117,6 +126,29 @@ def test_connection_close_on_a_hot_route() -> None:
     (only,) = t.writes
     assert b"\r\nconnection: close\r\n" in only and only.endswith(b"\r\n\r\nbye")
     assert t.closed
+
+
+def test_a_body_in_pieces_is_received_whole() -> None:
+    async def run() -> tuple[App, FakeTransport]:
+        app = App()
+        config = uvicorn.Config(app, http=HttpConnection, lifespan="off", log_level="warning")
+        config.load()
+        proto = HttpConnection(config=config, server_state=ServerState(), app_state={},
+                               _loop=asyncio.get_running_loop())
+        transport = FakeTransport()
+        proto.connection_made(transport)  # type: ignore[arg-type]
+        raw = post("/hot", b"0123456789" * 100)
+        for i in range(0, len(raw), 97):
+            proto.data_received(raw[i:i + 97])
+            await asyncio.sleep(0)
+        for task in list(proto.tasks):
+            await task
+        return app, transport
+
+    app, t = asyncio.run(run())
+    assert b"".join(app.bodies) == b"0123456789" * 100
+    (only,) = t.writes
+    assert only.endswith(b"\r\n\r\n" + b"0123456789" * 100)
 
 
 def test_other_routes_take_uvicorns_way() -> None:
