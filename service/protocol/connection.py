@@ -5,12 +5,14 @@ the route: not through uvicorn's proxy-headers middleware, the app's entry point
 router, and its answer goes out with one ``writelines`` (one ``writev``): status line,
 headers and body together. uvicorn writes the head and the body apart, two syscalls and,
 with ``TCP_NODELAY``, two segments the client must read, and checks every header against
-two regexes; the hot routes build their few headers themselves. At c=64 on two cores this
-is ~10 % of the event loop's time per request.
+two regexes; the hot routes build their few headers themselves. A body that has fully
+arrived is handed over as the connection's own bytearray, not copied. In process, uvicorn's
+cost per request with a trivial hot route fell from 17.6 to 15.0 µs, before counting the
+saved syscall: a few % of the event loop's ~130 µs per request at c=64.
 
 Everything else (other routes and methods, pipelining, keep-alive, flow control, the
 concurrency limit, graceful shutdown) is uvicorn's code, unchanged: a hot request still
-gets uvicorn's request/response cycle and task; only its ``send`` differs.
+gets uvicorn's request/response cycle and task; only its ``send`` and ``receive`` differ.
 """
 
 from __future__ import annotations
@@ -90,6 +92,6 @@ class HttpConnection(HttpToolsProtocol):
             router: HotRouter | None = getattr(self.config.app, "hot_route", None)
             hot = None if router is None else router(cycle.scope)
             if hot is not None:
-                cycle.__class__ = _HotCycle  # same layout; only `send` differs
+                cycle.__class__ = _HotCycle  # same layout; only send/receive differ
                 app = hot
         super()._start_asgi_task(cycle, app)
