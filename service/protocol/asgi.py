@@ -55,7 +55,7 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes | bytea
                     f"request body of {declared} bytes exceeds the limit of {limit} bytes"
                 )
             break
-    chunks: list[bytes] = []
+    chunks: list[bytes | bytearray] = []
     size = 0
     while True:
         message = await receive()
